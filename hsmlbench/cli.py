@@ -1,0 +1,185 @@
+"""Command line: ``hsmlbench reproduce | train | evaluate | report``.
+
+Bad arguments end with one line on stderr and exit code 2, before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from hsmlbench.configs import BUDGETS, TABLES
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A problem with the command line: reported as one line, exit code 2."""
+
+
+def default_out_dir(budget: str) -> Path:
+    """Paper-budget tables go to results/; shorter budgets to results/<budget>/."""
+    return Path("results") if budget == "paper" else Path("results") / budget
+
+
+def _check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise UsageError(f"output folder {folder} is not writable ({error.strerror})") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hsmlbench", description="Reproduce the tables of HSML (ICML 2019)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rep = sub.add_parser("reproduce", help="run a grid of table cells and write the tables")
+    rep.add_argument("--tables", nargs="+", default=["T1"], help=f"any of {', '.join(TABLES)}")
+    rep.add_argument("--methods", nargs="+", help="default: every method of each table")
+    rep.add_argument("--settings", nargs="+", help="e.g. 5-shot; default: every setting")
+    rep.add_argument("--budget", default="quick", help=f"one of {', '.join(BUDGETS)}")
+    rep.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per cell")
+    rep.add_argument(
+        "--out", type=Path, help="default: results/ for --budget paper, else results/<budget>/"
+    )
+    rep.add_argument(
+        "--work-dir", type=Path, default=Path("runs"), help="checkpoints (resumed on re-run)"
+    )
+    rep.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    tr = sub.add_parser("train", help="train one table cell, with checkpoints")
+    _cell_arguments(tr)
+    tr.add_argument("--run-dir", type=Path, required=True)
+    tr.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    tr.add_argument("--quiet", action="store_true")
+
+    ev = sub.add_parser("evaluate", help="evaluate a trained cell on its fixed test tasks")
+    _cell_arguments(ev)
+    ev.add_argument("--run-dir", type=Path, required=True)
+    ev.add_argument("--out", type=Path, required=True, help="raw per-task result (JSON)")
+
+    rp = sub.add_parser("report", help="re-render a table's markdown from its JSON")
+    rp.add_argument("json", type=Path, help="e.g. results/T1.json")
+    return parser
+
+
+def _cell_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--table", default="T1")
+    parser.add_argument("--method", required=True)
+    parser.add_argument("--setting", default="5-shot")
+    parser.add_argument("--budget", default="quick")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _config(args):
+    from hsmlbench.configs import run_config
+
+    try:
+        return run_config(args.table, args.method, args.setting, args.budget)
+    except KeyError as error:
+        raise UsageError(error.args[0]) from None
+
+
+def _reproduce(args) -> int:
+    from hsmlbench.reproduce import plan, reproduce
+
+    if args.seeds < 1:
+        raise UsageError(f"--seeds {args.seeds}: need at least 1")
+    try:
+        jobs = plan(args.tables, args.methods, args.seeds, args.budget, args.settings)
+    except KeyError as error:
+        raise UsageError(error.args[0]) from None
+    out = args.out or default_out_dir(args.budget)
+    _check_writable(out)
+    written = reproduce(jobs, out, args.work_dir, progress=not args.quiet)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _train(args) -> int:
+    from hsmlbench.training import CHECKPOINT, train
+
+    config = _config(args)
+    _check_writable(args.run_dir)
+    result = train(config, args.seed, args.run_dir, resume=args.resume, progress=not args.quiet)
+    print(
+        f"trained {config.job_name} seed {args.seed}: {len(result.losses)} iterations, "
+        f"{result.wall_time_s:.0f} s; checkpoint {args.run_dir / CHECKPOINT}"
+    )
+    return 0
+
+
+def _evaluate(args) -> int:
+    from hsmlbench.atomic import write_json
+    from hsmlbench.evaluation import evaluate
+    from hsmlbench.statistics import mean_ci95
+    from hsmlbench.training import train
+
+    config = _config(args)
+    if not (args.run_dir / "checkpoint.pt").exists():
+        raise UsageError(f"no checkpoint in {args.run_dir}; run `hsmlbench train` first")
+    _check_writable(args.out.parent)
+    # Loading a finished checkpoint through train(resume=True) runs no further iterations.
+    trained = train(config, args.seed, args.run_dir, resume=True, progress=False)
+    result = evaluate(trained.model, config)
+    mean, ci = mean_ci95(result.headline)
+    write_json(
+        args.out,
+        {
+            "method": config.method,
+            "setting": config.setting,
+            "seed": args.seed,
+            "budget": config.budget.name,
+            "n_tasks": int(result.headline.size),
+            "mean": mean,
+            "ci95": ci,
+            "per_task": result.headline.tolist(),
+            "per_step_mean": result.curve.mean(axis=0).tolist(),
+        },
+    )
+    print(f"{config.job_name} seed {args.seed}: {mean:.4f} ± {ci:.4f} → {args.out}")
+    return 0
+
+
+def _report(args) -> int:
+    from hsmlbench.atomic import write_text
+    from hsmlbench.results import load_table, render_markdown
+
+    try:
+        data = load_table(args.json)
+    except (FileNotFoundError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    md = args.json.with_suffix(".md")
+    write_text(md, render_markdown(data))
+    print(f"wrote {md}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if getattr(args, "budget", None) is not None and args.budget not in BUDGETS:
+        print(f"hsmlbench: unknown budget {args.budget!r}; known: {', '.join(BUDGETS)}", file=sys.stderr)
+        return EXIT_USAGE
+    handler = {"reproduce": _reproduce, "train": _train, "evaluate": _evaluate, "report": _report}
+    try:
+        return handler[args.command](args)
+    except UsageError as error:
+        print(f"hsmlbench: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\nhsmlbench: interrupted; re-run the same command to resume from the last checkpoint",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

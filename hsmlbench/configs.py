@@ -1,0 +1,153 @@
+"""Every run's settings as frozen dataclasses, built from a registry keyed by table and row.
+
+Values from the paper cite ``PAPER.md`` (../shared/PAPER.md) by section. A budget only
+shortens a run (iterations, test tasks); it never changes the method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+# Evaluation tasks come from their own fixed seed so every method sees the same tasks
+# (PAPER.md §3 "Evaluation", §5). The value is the paper's arXiv number.
+EVAL_SEED = 1905_05301
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long a run is: iterations of meta-training and number of test tasks."""
+
+    name: str
+    iterations: int
+    n_test_tasks: int
+    checkpoint_every: int
+    description: str
+
+
+BUDGETS: dict[str, Budget] = {
+    "smoke": Budget("smoke", 60, 200, 20, "CI smoke test: the whole path, numbers meaningless"),
+    "quick": Budget("quick", 5_000, 1_000, 1_000, "reduced: 5,000 iterations, 1,000 test tasks"),
+    # PAPER.md §3: 70,000 iterations, 4,000 test tasks.
+    "paper": Budget("paper", 70_000, 4_000, 5_000, "PAPER.md §3 exactly"),
+}
+
+
+@dataclass(frozen=True)
+class HSMLSettings:
+    """HSML's task representation, tree and gates, regression sizes (PAPER.md §3 "HSML")."""
+
+    pair_embedding: int = 20  # Linear(2 → 20) on each (x, y) support pair
+    hidden: int = 40  # d: GRU hidden size and task-vector size
+    clusters: tuple[int, ...] = (4, 2)  # first-level, second-level clusters; then the root
+    sigma: float = 2.0  # divides ‖h − c‖² as 2σ (the authors' code), PAPER.md §3 step 2
+    reconstruction_weight: float = 0.01  # ξ
+    level2: str = "code"  # "code": assignment by a linear map; "centres": the paper's text
+
+
+@dataclass(frozen=True)
+class MUMOMAMLSettings:
+    """MUMOMAML as its own authors built it, on HSML's data (PAPER.md §3 "MUMOMAML")."""
+
+    lstm_hidden: int = 40
+    lstm_layers: int = 2
+    inner_grad_clamp: float = 10.0  # element-wise clamp of inner-loop gradients
+    outer_grad_clip: float = 2.0  # global norm clip of the meta-gradient
+
+
+@dataclass(frozen=True)
+class ContinualSettings:
+    """Continual stream and HSML-D's growth rule (PAPER.md §3 "Continual adaptation")."""
+
+    grow: bool = False  # HSML-D adds first-level clusters; HSML-S keeps them fixed
+    window: int = 1_000  # Q: iterations per window
+    growth_ratio: float = 1.25  # μ: add when window loss > μ · previous window loss
+    cooldown: int = 8_000  # iterations that must pass between two additions
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One cell of a table: a method at a setting, trained and evaluated at a budget."""
+
+    table: str
+    method: str
+    setting: str
+    budget: Budget
+    k_shot: int = 5
+    n_query: int = 10  # PAPER.md §3 "Episodes"
+    inner_lr: float = 0.001  # α, PAPER.md §3 "Meta-training"
+    inner_steps_train: int = 5
+    inner_steps_test: int = 10
+    second_order: bool = True
+    meta_batch: int = 25
+    outer_lr: float = 0.001  # Adam
+    outer_grad_clip: float | None = None
+    quadratic_form: str = "standard"  # PAPER.md §3: T1 standard, T2 vertex
+    continual: ContinualSettings | None = None  # None: all families from the start
+    hsml: HSMLSettings | None = None
+    mumomaml: MUMOMAMLSettings | None = None
+    eval_seed: int = EVAL_SEED
+    eval_chunk: int = 1_000  # test tasks evaluated per batch (memory, not results)
+
+    @property
+    def job_name(self) -> str:
+        return f"{self.table}-{self.method}-{self.setting}"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table: its methods (rows) and settings (columns)."""
+
+    name: str
+    title: str
+    methods: tuple[str, ...]
+    settings: tuple[str, ...]
+    metric: str = "MSE"
+    lower_is_better: bool = True
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+TABLES: dict[str, TableSpec] = {
+    "T1": TableSpec(
+        "T1",
+        "Multimodal regression, query MSE after 10 steps ± 95% CI",
+        ("maml", "mumomaml", "hsml"),
+        ("5-shot", "10-shot"),
+    ),
+}
+
+
+def _method_fields(method: str) -> dict:
+    if method == "maml":
+        return {}
+    if method == "hsml":
+        return {"hsml": HSMLSettings()}
+    if method == "mumomaml":
+        settings = MUMOMAMLSettings()
+        return {"mumomaml": settings, "outer_grad_clip": settings.outer_grad_clip}
+    raise KeyError(method)
+
+
+def run_config(table: str, method: str, setting: str, budget: str) -> RunConfig:
+    """The registry: the configuration of one table cell at a budget."""
+    if table not in TABLES:
+        raise KeyError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
+    spec = TABLES[table]
+    if method not in spec.methods:
+        raise KeyError(f"table {table} has no method {method!r}; it has: {', '.join(spec.methods)}")
+    if setting not in spec.settings:
+        raise KeyError(f"table {table} has no setting {setting!r}; it has: {', '.join(spec.settings)}")
+    if budget not in BUDGETS:
+        raise KeyError(f"unknown budget {budget!r}; known: {', '.join(BUDGETS)}")
+    k_shot = int(setting.split("-")[0])
+    return RunConfig(
+        table=table,
+        method=method,
+        setting=setting,
+        budget=BUDGETS[budget],
+        k_shot=k_shot,
+        **_method_fields(method),
+    )

@@ -1,0 +1,99 @@
+"""What every method shares: a per-task initialization, the inner loop, the meta-loss.
+
+A method only says how it turns a task's support set into a starting point (``task_context``:
+MAML expands one θ0, HSML gates it per task, MUMOMAML adds FiLM modulation). Adaptation,
+the meta-loss and evaluation are the same code for all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from hsmlbench.base_learners import Params, mlp_forward, mse_per_task
+from hsmlbench.inner_loop import adapt, inner_step
+from hsmlbench.tasks import TaskBatch
+
+Film = tuple[tuple[torch.Tensor, torch.Tensor], ...]
+
+
+@dataclass
+class TaskContext:
+    """Everything a method computes from a task's support set before the inner loop."""
+
+    init_params: Params  # per-task initialization, [T, *shape] each
+    film: Film | None = None  # per-task modulation, not adapted by the inner loop
+    aux_loss: torch.Tensor | None = None  # scalar added to the meta-loss (already weighted)
+    assignments: dict[str, torch.Tensor] = field(default_factory=dict)  # for analysis
+
+
+class MetaLearner(nn.Module):
+    """Base class: subclasses implement ``task_context``."""
+
+    def __init__(
+        self,
+        inner_lr: float,
+        second_order: bool = True,
+        inner_grad_clamp: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.inner_lr = inner_lr
+        self.second_order = second_order
+        self.inner_grad_clamp = inner_grad_clamp
+
+    def task_context(self, batch: TaskBatch) -> TaskContext:
+        raise NotImplementedError
+
+    def predict(self, params: Params, x: torch.Tensor, ctx: TaskContext) -> torch.Tensor:
+        return mlp_forward(params, x, ctx.film)
+
+    def _support_loss(self, batch: TaskBatch, ctx: TaskContext):
+        return lambda params: mse_per_task(self.predict(params, batch.x_support, ctx), batch.y_support)
+
+    def meta_loss(self, batch: TaskBatch, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean post-adaptation query MSE over the meta-batch (+ the method's auxiliary loss).
+
+        Returns ``(loss, per_task_query_mse)``.
+        """
+        ctx = self.task_context(batch)
+        adapted = adapt(
+            ctx.init_params,
+            self._support_loss(batch, ctx),
+            self.inner_lr,
+            steps,
+            second_order=self.second_order,
+            grad_clamp=self.inner_grad_clamp,
+        )
+        query = mse_per_task(self.predict(adapted, batch.x_query, ctx), batch.y_query)
+        loss = query.mean()
+        if ctx.aux_loss is not None:
+            loss = loss + ctx.aux_loss
+        return loss, query
+
+    def query_curve(self, batch: TaskBatch, steps: int) -> tuple[torch.Tensor, TaskContext]:
+        """Query MSE before adaptation and after each of ``steps`` steps: [T, steps + 1].
+
+        Evaluation needs no meta-gradient, so the inner steps keep no graph.
+        """
+        with torch.no_grad():
+            ctx = self.task_context(batch)
+        ctx.init_params = tuple(p.detach().requires_grad_(True) for p in ctx.init_params)
+        support_loss = self._support_loss(batch, ctx)
+        params = ctx.init_params
+        curve = []
+        for step in range(steps + 1):
+            with torch.no_grad():
+                curve.append(mse_per_task(self.predict(params, batch.x_query, ctx), batch.y_query))
+            if step < steps:
+                with torch.enable_grad():
+                    params = inner_step(
+                        params,
+                        support_loss,
+                        self.inner_lr,
+                        second_order=False,
+                        grad_clamp=self.inner_grad_clamp,
+                    )
+                params = tuple(p.detach().requires_grad_(True) for p in params)
+        return torch.stack(curve, dim=1), ctx

@@ -1,0 +1,162 @@
+"""Meta-training with Adam, atomic checkpoints, exact resume and a stop on non-finite loss.
+
+A run directory holds ``checkpoint.pt`` (latest), and ``train_log.json`` (per-iteration
+losses of the finished run). Resuming restores the model, the optimizer, the task generator and
+the loss history, so a resumed run ends with exactly the parameters of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from hsmlbench.atomic import save_torch
+from hsmlbench.configs import RunConfig
+from hsmlbench.meta_learner import MetaLearner
+from hsmlbench.methods import build_model
+from hsmlbench.progress import Progress
+from hsmlbench.seeding import seed_everything, task_generator
+from hsmlbench.tasks import FAMILIES, active_families, sample_tasks
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The meta-loss became NaN or inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    model: MetaLearner
+    losses: list[float]  # meta-loss per iteration
+    query_losses: list[float]  # mean post-adaptation query MSE per iteration
+    wall_time_s: float
+    events: list[dict] = field(default_factory=list)  # e.g. clusters added (continual HSML)
+
+
+def _training_seed(seed: int) -> int:
+    """Training tasks use a stream distinct from the evaluation seed."""
+    return 1_000_003 * (seed + 1)
+
+
+def _families_at(config: RunConfig, iteration: int) -> tuple[str, ...]:
+    return active_families(iteration) if config.continual is not None else FAMILIES
+
+
+def make_optimizer(model: MetaLearner, config: RunConfig) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=config.outer_lr)
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    save_torch(path, state)
+
+
+def train(
+    config: RunConfig,
+    seed: int,
+    run_dir: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Meta-trains ``config.method`` for ``config.budget.iterations`` iterations.
+
+    ``run_dir`` enables checkpoints every ``budget.checkpoint_every`` iterations (and at the
+    end); ``resume`` continues from its checkpoint. ``stop_after`` ends early after that many
+    iterations (tests use it to simulate an interruption).
+    """
+    seed_everything(seed)
+    model = build_model(config)
+    optimizer = make_optimizer(model, config)
+    generator = task_generator(_training_seed(seed))
+    losses: list[float] = []
+    query_losses: list[float] = []
+    events: list[dict] = []
+    start, elapsed_before = 0, 0.0
+    checkpoint = Path(run_dir) / CHECKPOINT if run_dir is not None else None
+
+    if resume:
+        if checkpoint is None or not checkpoint.exists():
+            raise FileNotFoundError(
+                f"--resume: no checkpoint at {checkpoint}; start the run without --resume"
+            )
+        state = torch.load(checkpoint, weights_only=False)
+        if state["config"] != config.to_dict() or state["seed"] != seed:
+            raise ValueError(
+                f"{checkpoint} belongs to another run (different config or seed); "
+                "use another run directory or drop --resume"
+            )
+        if hasattr(model, "load_growth_state"):
+            model.load_growth_state(state.get("growth", {}))
+            optimizer = make_optimizer(model, config)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        start, losses, query_losses = state["iteration"], state["losses"], state["query_losses"]
+        events, elapsed_before = state.get("events", []), state.get("wall_time_s", 0.0)
+
+    total = config.budget.iterations
+    end = total if stop_after is None else min(total, stop_after)
+    bar = Progress(config.job_name + f" seed {seed}", total, start, enabled=progress)
+    t0 = time.perf_counter()
+
+    def snapshot(iteration: int) -> dict:
+        return {
+            "config": config.to_dict(),
+            "seed": seed,
+            "iteration": iteration,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "losses": losses,
+            "query_losses": query_losses,
+            "events": events,
+            "growth": model.growth_state() if hasattr(model, "growth_state") else {},
+            "wall_time_s": elapsed_before + time.perf_counter() - t0,
+        }
+
+    model.train()
+    for iteration in range(start, end):
+        batch = sample_tasks(
+            config.meta_batch,
+            config.k_shot,
+            config.n_query,
+            generator,
+            _families_at(config, iteration),
+            config.quadratic_form,
+        )
+        loss, query = model.meta_loss(batch, config.inner_steps_train)
+        loss_value = loss.item()
+        if not torch.isfinite(loss):
+            where = (
+                f"the last good checkpoint is {checkpoint}"
+                if checkpoint is not None and checkpoint.exists()
+                else "no checkpoint was written yet"
+            )
+            raise NonFiniteLossError(
+                f"{config.job_name} seed {seed}: meta-loss is {loss_value} at iteration "
+                f"{iteration}; {where}. Lower the outer learning rate or check the task data."
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.outer_grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.outer_grad_clip)
+        optimizer.step()
+        losses.append(loss_value)
+        query_losses.append(query.mean().item())
+        if hasattr(model, "after_iteration"):
+            optimizer = model.after_iteration(iteration, query_losses, optimizer, events)
+        bar.update(iteration + 1, loss_value)
+        done = iteration + 1
+        if checkpoint is not None and (
+            done % config.budget.checkpoint_every == 0 or done == end
+        ):
+            _save_checkpoint(checkpoint, snapshot(done))
+    bar.close(end, losses[-1] if losses else float("nan"))
+    wall = elapsed_before + time.perf_counter() - t0
+    return TrainResult(model, losses, query_losses, wall, events)
