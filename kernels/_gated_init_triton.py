@@ -1,0 +1,214 @@
+"""Triton kernels for ``gated_init`` (PAPER.md §3 step 3): θ_i = θ0 ∘ σ(z_i W + b).
+
+Forward: a tiled matmul z·W over (P tile, batch tile) with the bias, sigmoid and θ0 scaling as
+its epilogue; the [B, P] pre-activation never reaches memory.
+
+Backward: one launch over P tiles recomputes the pre-activation tile (a second read of W
+instead of storing [B, P] in the forward), forms dx = g_out·θ0·σ'(x) in registers and
+writes dW = zᵀ·dx, db and dθ0 for its tile, plus its partial z-gradient dx·Wᵀ; the partials
+of the few programs are then summed (one more launch). Deterministic: no atomics.
+
+float32 products use ``tf32x3`` (three tf32 tensor-core products, float32 accuracy);
+float64 uses exact products. The interpreter computes every dot exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch.autograd.function import once_differentiable
+
+from hsmlbench.kernels._triton_utils import (
+    CompileSpec,
+    _sigmoid,
+    compute_dtype,
+    num_sms,
+    prepare,
+    triton_ptr_type,
+)
+
+# ---------------------------------------------------------------------------- kernels
+
+
+@triton.jit
+def _preact_tile(z_ptr, w_ptr, rb, mb, rp, mp, Z, P,
+                 BB: tl.constexpr, BP: tl.constexpr, BZ: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
+    """z[rb, :] · W[:, rp] → [BB, BP], looping over Z in chunks of BZ."""
+    dt = z_ptr.dtype.element_ty
+    acc = tl.zeros([BB, BP], dtype=dt)
+    for z0 in range(0, Z, BZ):
+        rz = z0 + tl.arange(0, BZ)
+        mz = rz < Z
+        zc = tl.load(z_ptr + rb[:, None] * Z + rz[None, :], mask=mb[:, None] & mz[None, :], other=0.0)
+        wc = tl.load(w_ptr + rz.to(tl.int64)[:, None] * P + rp[None, :],
+                     mask=mz[:, None] & mp[None, :], other=0.0)  # fmt: skip
+        acc = tl.dot(zc, wc, acc, input_precision=PREC)
+    return acc
+
+
+@triton.jit
+def _gated_init_fwd_kernel(
+    z_ptr, w_ptr, bias_ptr, th0_ptr, out_ptr, B, Z, P,
+    BB: tl.constexpr, BP: tl.constexpr, BZ: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    rp = tl.program_id(0) * BP + tl.arange(0, BP)
+    mp = rp < P
+    rb = tl.program_id(1) * BB + tl.arange(0, BB)
+    mb = rb < B
+    x = _preact_tile(z_ptr, w_ptr, rb, mb, rp, mp, Z, P, BB, BP, BZ, PREC)
+    x += tl.load(bias_ptr + rp, mask=mp, other=0.0)[None, :]
+    th0 = tl.load(th0_ptr + rp, mask=mp, other=0.0)
+    out = th0[None, :] * _sigmoid(x)
+    tl.store(out_ptr + rb.to(tl.int64)[:, None] * P + rp[None, :], out,
+             mask=mb[:, None] & mp[None, :])  # fmt: skip
+
+
+@triton.jit
+def _gated_init_bwd_kernel(
+    z_ptr, w_ptr, bias_ptr, th0_ptr, gout_ptr, dw_ptr, db_ptr, dth0_ptr, dzp_ptr,
+    B, Z, P, TILES,
+    BB: tl.constexpr, BP: tl.constexpr, BZ: tl.constexpr, PREC: tl.constexpr,
+):  # fmt: skip
+    """Program ``pid`` owns P tiles pid·TILES … pid·TILES + TILES − 1 and dzp[pid] ([B, Z])."""
+    pid = tl.program_id(0)
+    dt = z_ptr.dtype.element_ty
+    for t in range(TILES):
+        rp = (pid * TILES + t) * BP + tl.arange(0, BP)
+        mp = rp < P
+        bias = tl.load(bias_ptr + rp, mask=mp, other=0.0)
+        th0 = tl.load(th0_ptr + rp, mask=mp, other=0.0)
+        db = tl.zeros([BP], dtype=dt)
+        dth0 = tl.zeros([BP], dtype=dt)
+        for b0 in range(0, B, BB):
+            rb = b0 + tl.arange(0, BB)
+            mb = rb < B
+            x = _preact_tile(z_ptr, w_ptr, rb, mb, rp, mp, Z, P, BB, BP, BZ, PREC) + bias[None, :]
+            g = _sigmoid(x)
+            go = tl.load(gout_ptr + rb.to(tl.int64)[:, None] * P + rp[None, :],
+                         mask=mb[:, None] & mp[None, :], other=0.0)  # fmt: skip
+            dth0 += tl.sum(go * g, axis=0)
+            dx = go * th0[None, :] * g * (1.0 - g)  # zero on masked rows and columns
+            db += tl.sum(dx, axis=0)
+            for z0 in range(0, Z, BZ):
+                rz = z0 + tl.arange(0, BZ)
+                mz = rz < Z
+                zc = tl.load(z_ptr + rb[:, None] * Z + rz[None, :],
+                             mask=mb[:, None] & mz[None, :], other=0.0)  # fmt: skip
+                m_zp = mz[:, None] & mp[None, :]
+                w_off = rz.to(tl.int64)[:, None] * P + rp[None, :]
+                wc = tl.load(w_ptr + w_off, mask=m_zp, other=0.0)
+                dwc = tl.dot(tl.trans(zc), dx, input_precision=PREC)
+                # batch tiles after the first add to what the earlier ones wrote (B > BB only)
+                dwc += tl.load(dw_ptr + w_off, mask=m_zp & (b0 > 0), other=0.0)
+                tl.store(dw_ptr + w_off, dwc, mask=m_zp)
+                dzc = tl.dot(dx, tl.trans(wc), input_precision=PREC)
+                m_bz = mb[:, None] & mz[None, :]
+                dz_off = pid * B * Z + rb[:, None] * Z + rz[None, :]
+                dzc += tl.load(dzp_ptr + dz_off, mask=m_bz & (t > 0), other=0.0)
+                tl.store(dzp_ptr + dz_off, dzc, mask=m_bz)
+            # the next read-modify-write of dW or dzp may come from another thread of the block
+            tl.debug_barrier()
+        tl.store(db_ptr + rp, db, mask=mp)
+        tl.store(dth0_ptr + rp, dth0, mask=mp)
+
+
+# ---------------------------------------------------------------------------- launchers
+
+_MAX_BB = 64
+
+
+def _config(B: int, Z: int, dtype: torch.dtype) -> dict:
+    """Block sizes: the whole batch (≤ 64) in one tile so W is read once; P in tiles of 64."""
+    return {
+        "BB": max(16, triton.next_power_of_2(min(B, _MAX_BB))),
+        "BP": 64,
+        "BZ": 64 if Z >= 128 else 32,
+        "PREC": "ieee" if dtype == torch.float64 else "tf32x3",
+        "num_warps": 4,
+    }
+
+
+def _check_shapes(z, weight, bias, theta0) -> tuple[int, int, int]:
+    B, Z = z.shape
+    P = weight.shape[1]
+    if tuple(weight.shape) != (Z, P) or tuple(bias.shape) != (P,) or tuple(theta0.shape) != (P,):
+        raise ValueError(
+            f"gated_init: z {tuple(z.shape)}, weight {tuple(weight.shape)}, bias "
+            f"{tuple(bias.shape)}, theta0 {tuple(theta0.shape)}: expected [B, Z], [Z, P], [P], [P]"
+        )
+    return B, Z, P
+
+
+def gated_init_forward(z, weight, bias, theta0):
+    """Launch the fused forward on prepared (contiguous, same-dtype) tensors."""
+    B, Z, P = _check_shapes(z, weight, bias, theta0)
+    out = torch.empty((B, P), dtype=z.dtype, device=z.device)
+    if B == 0 or P == 0:
+        return out
+    cfg = _config(B, Z, z.dtype)
+    grid = (triton.cdiv(P, cfg["BP"]), triton.cdiv(B, cfg["BB"]))
+    _gated_init_fwd_kernel[grid](z, weight, bias, theta0, out, B, Z, P, **cfg)
+    return out
+
+
+def gated_init_backward(z, weight, bias, theta0, gout):
+    """Launch the fused backward; returns (dz, dW, db, dθ0)."""
+    B, Z, P = _check_shapes(z, weight, bias, theta0)
+    dw = torch.empty_like(weight)
+    db = torch.empty_like(bias)
+    dth0 = torch.empty_like(theta0)
+    if B == 0 or P == 0 or Z == 0:
+        return torch.zeros_like(z), dw.zero_(), db.zero_(), dth0.zero_()
+    cfg = _config(B, Z, z.dtype)
+    n_tiles = triton.cdiv(P, cfg["BP"])
+    tiles = triton.cdiv(n_tiles, 2 * num_sms(z.device))
+    n_progs = triton.cdiv(n_tiles, tiles)
+    dzp = torch.empty((n_progs, B, Z), dtype=z.dtype, device=z.device)
+    _gated_init_bwd_kernel[(n_progs,)](
+        z, weight, bias, theta0, gout, dw, db, dth0, dzp, B, Z, P, tiles, **cfg
+    )
+    dz = dzp[0] if n_progs == 1 else dzp.sum(0)
+    return dz, dw, db, dth0
+
+
+class GatedInitFunction(torch.autograd.Function):
+    """Saves the inputs (not the [B, P] pre-activation) and calls the launchers."""
+
+    @staticmethod
+    def forward(ctx, z, weight, bias, theta0):
+        ctx.save_for_backward(z, weight, bias, theta0)
+        return gated_init_forward(z, weight, bias, theta0)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gout):
+        z, weight, bias, theta0 = ctx.saved_tensors
+        return gated_init_backward(z, weight, bias, theta0, prepare(gout, z.dtype))
+
+
+def gated_init_triton(
+    z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, theta0: torch.Tensor
+) -> torch.Tensor:
+    """Triton ``gated_init``: same signature and result as ``gated_init_torch``."""
+    dtype = compute_dtype(z, weight, bias, theta0)
+    out = GatedInitFunction.apply(*(prepare(t, dtype) for t in (z, weight, bias, theta0)))
+    return out if z.dtype == dtype else out.to(z.dtype)
+
+
+# ---------------------------------------------------------------------------- compile specs
+
+
+def compile_specs(dtype: torch.dtype, B: int = 32, Z: int = 256) -> list[CompileSpec]:
+    """The kernels as the launchers specialise them, for ``triton.compile`` on a GPU target."""
+    ptr = triton_ptr_type(dtype)
+    cfg = _config(B, Z, dtype)
+    warps = cfg.pop("num_warps")
+    fwd_sig = {f"{n}_ptr": ptr for n in ("z", "w", "bias", "th0", "out")}
+    fwd_sig.update(B="i32", Z="i32", P="i32")
+    bwd_sig = {f"{n}_ptr": ptr for n in ("z", "w", "bias", "th0", "gout", "dw", "db", "dth0", "dzp")}
+    bwd_sig.update(B="i32", Z="i32", P="i32", TILES="i32")
+    return [
+        CompileSpec("gated_init_fwd", _gated_init_fwd_kernel, fwd_sig, dict(cfg), {"num_warps": warps}),
+        CompileSpec("gated_init_bwd", _gated_init_bwd_kernel, bwd_sig, dict(cfg), {"num_warps": warps}),
+    ]
