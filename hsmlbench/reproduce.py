@@ -8,6 +8,7 @@ files exist for it at that budget, so finished jobs are never re-run or lost.
 from __future__ import annotations
 
 import json
+import resource
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,6 +143,7 @@ def run_job(job: Job, out_dir: Path, work_dir: Path, progress: bool = True) -> d
         "train_query_loss": _downsample(trained.query_losses),
         "events": trained.events,
         "environment": environment_info(),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "config": config.to_dict(),
     }
     write_json(path, raw)

@@ -17,8 +17,6 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from torch.autograd.function import once_differentiable
-
 from hsmlbench.kernels._triton_utils import (
     CompileSpec,
     _tanh,
@@ -27,6 +25,7 @@ from hsmlbench.kernels._triton_utils import (
     split_float,
     triton_ptr_type,
 )
+from torch.autograd.function import once_differentiable
 
 # ---------------------------------------------------------------------------- kernels
 
@@ -148,7 +147,9 @@ def _soft_assign_tree_fwd_kernel(
         n2 = _row(N2, rj, j)
         root += _tanh(tl.sum(n2[:, None] * R, axis=0) + rb)
     tl.store(p_ptr + b * K1 + rk, p, mask=mk)
-    tl.store(q_ptr + b * K1 * K2 + rk[:, None] * K2 + rj[None, :], Q, mask=mk[:, None] & mj[None, :])
+    tl.store(
+        q_ptr + b * K1 * K2 + rk[:, None] * K2 + rj[None, :], Q, mask=mk[:, None] & mj[None, :]
+    )
     tl.store(root_ptr + b * D + rd, root, mask=md)
 
 
@@ -203,7 +204,9 @@ def _soft_assign_tree_bwd_row_kernel(
             GQ += tl.where(sel, tl.sum(gn2 * tu, axis=0), 0.0)
             gau = _entry(Q, rk, rj, k, j) * gn2 * (1.0 - tu * tu)
             tl.store(scratch_ptr + off_gau + ((b * K1 + k) * K2 + j) * D + rd, gau, mask=md)
-            G_N1 = tl.where(rk[:, None] == k, G_N1 + tl.sum(U * gau[None, :], axis=1)[None, :], G_N1)
+            G_N1 = tl.where(
+                rk[:, None] == k, G_N1 + tl.sum(U * gau[None, :], axis=1)[None, :], G_N1
+            )
 
     # q_k = softmax_j(s_k), s_kj = n1_k · w2[:, j] + b2_j
     GS = Q * (GQ - tl.sum(Q * GQ, axis=1)[:, None])
@@ -231,8 +234,20 @@ def _soft_assign_tree_bwd_row_kernel(
 
 
 @triton.jit
-def _outer_sum(a_ptr, a_stride, d_ptr, d_stride, N, D, NC, cols,
-               BN: tl.constexpr, BD: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr):  # fmt: skip
+def _outer_sum(
+    a_ptr,
+    a_stride,
+    d_ptr,
+    d_stride,
+    N,
+    D,
+    NC,
+    cols,
+    BN: tl.constexpr,
+    BD: tl.constexpr,
+    BC: tl.constexpr,
+    PREC: tl.constexpr,
+):
     """Σ_n a_nᵀ d_n[cols] → [BD, BC], and Σ_n d_n[cols] → [BC]: a batch reduction as Aᵀ·D."""
     rd = tl.arange(0, BD)
     rn = tl.arange(0, BN)
@@ -347,7 +362,9 @@ def _check_shapes(h, centres, w1, b1, w2, b2, u, ub, r, rb) -> tuple[int, int, i
     }  # fmt: skip
     for name, (t, shape) in expected.items():
         if tuple(t.shape) != shape:
-            raise ValueError(f"soft_assign_tree: {name} has shape {tuple(t.shape)}, expected {shape}")
+            raise ValueError(
+                f"soft_assign_tree: {name} has shape {tuple(t.shape)}, expected {shape}"
+            )
     if D > 256 or K1 > 64 or K2 > 16:
         raise ValueError(f"soft_assign_tree kernel holds rows in registers: d={D} > 256, "
                          f"K1={K1} > 64 or K2={K2} > 16 is out of its range")  # fmt: skip
@@ -453,10 +470,25 @@ def compile_specs(dtype: torch.dtype, D: int = 128, K1: int = 10, K2: int = 2) -
                                         "du", "dub", "dr", "drb"]}  # fmt: skip
     w_sig.update(B="i32", D="i32", K1="i32", K2="i32")
     return [
-        CompileSpec("soft_assign_tree_fwd", _soft_assign_tree_fwd_kernel, fwd_sig, dict(row),
-                    {"num_warps": warps}),  # fmt: skip
-        CompileSpec("soft_assign_tree_bwd_row", _soft_assign_tree_bwd_row_kernel, bwd_sig,
-                    dict(row), {"num_warps": warps}),  # fmt: skip
-        CompileSpec("soft_assign_tree_bwd_weights", _soft_assign_tree_bwd_weights_kernel, w_sig,
-                    wcfg, {"num_warps": wwarps}),  # fmt: skip
+        CompileSpec(
+            "soft_assign_tree_fwd",
+            _soft_assign_tree_fwd_kernel,
+            fwd_sig,
+            dict(row),
+            {"num_warps": warps},
+        ),  # fmt: skip
+        CompileSpec(
+            "soft_assign_tree_bwd_row",
+            _soft_assign_tree_bwd_row_kernel,
+            bwd_sig,
+            dict(row),
+            {"num_warps": warps},
+        ),  # fmt: skip
+        CompileSpec(
+            "soft_assign_tree_bwd_weights",
+            _soft_assign_tree_bwd_weights_kernel,
+            w_sig,
+            wcfg,
+            {"num_warps": wwarps},
+        ),  # fmt: skip
     ]

@@ -31,8 +31,9 @@ def use_triton(example: torch.Tensor) -> bool:
             raise RuntimeError(f"{ENV_VAR}=triton but triton is not installed: pip install triton")
         if not example.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
             raise RuntimeError(
-                f"{ENV_VAR}=triton on CPU tensors needs Triton's interpreter: set TRITON_INTERPRET=1 "
-                "before starting Python (it must be set before triton is imported)"
+                f"{ENV_VAR}=triton on CPU tensors needs Triton's interpreter: set "
+                "TRITON_INTERPRET=1 before starting Python (it must be set before triton is "
+                "imported)"
             )
         return True
     return example.is_cuda and triton_available()

@@ -7,7 +7,6 @@ tensors are flattened and concatenated into P so one launch gates them all.
 from __future__ import annotations
 
 import torch
-
 from hsmlbench.kernels.dispatch import use_triton
 
 

@@ -17,7 +17,6 @@ Returns ``(p [B, K1], q [B, K1, K2], root [B, d])``.
 from __future__ import annotations
 
 import torch
-
 from hsmlbench.kernels.dispatch import use_triton
 
 

@@ -1,0 +1,255 @@
+"""Input factories, sizes, CUDA-event timing and the results table for the kernel benchmarks.
+
+The tests (``tests/interpreter``) and the benchmarks (``suites/test_kernels_bench.py``) draw
+their inputs from the same factories here, so both exercise the same distributions.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from dataclasses import dataclass
+
+import torch
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _glorot(
+    shape: tuple[int, ...], fan_in: int, fan_out: int, gen: torch.Generator
+) -> torch.Tensor:
+    limit = math.sqrt(6.0 / (fan_in + fan_out))
+    return (torch.rand(shape, generator=gen, dtype=torch.float64) * 2.0 - 1.0) * limit
+
+
+def tree_inputs(
+    B: int,
+    d: int,
+    K1: int,
+    K2: int = 2,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    requires_grad: bool = False,
+) -> tuple[torch.Tensor, ...]:
+    """(h, centres, w1, b1, w2, b2, u, ub, r, rb) for ``soft_assign_tree`` (PAPER.md §3 step 2).
+
+    Glorot-uniform tree parameters as in the paper; biases small but non-zero so that tests
+    see them; task vectors h ~ N(0, 1).
+    """
+    g = _generator(seed)
+    tensors = (
+        torch.randn((B, d), generator=g, dtype=torch.float64),
+        _glorot((K1, d), K1, d, g),
+        _glorot((K1, d, d), d, d, g),
+        _glorot((K1, d), d, d, g) * 0.2,
+        _glorot((d, K2), d, K2, g),
+        _glorot((K2,), d, K2, g) * 0.2,
+        _glorot((K2, d, d), d, d, g),
+        _glorot((K2, d), d, d, g) * 0.2,
+        _glorot((d, d), d, d, g),
+        _glorot((d,), d, d, g) * 0.2,
+    )
+    return tuple(t.to(device=device, dtype=dtype).requires_grad_(requires_grad) for t in tensors)
+
+
+def gate_inputs(
+    B: int,
+    Z: int,
+    P: int,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    requires_grad: bool = False,
+) -> tuple[torch.Tensor, ...]:
+    """(z, weight, bias, theta0) for ``gated_init`` (PAPER.md §3 step 3).
+
+    W ~ N(0, 1/Z) so the gates spread over (0, 1) instead of all sitting at 1/2.
+    """
+    g = _generator(seed)
+    tensors = (
+        torch.randn((B, Z), generator=g, dtype=torch.float64),
+        torch.randn((Z, P), generator=g, dtype=torch.float64) / math.sqrt(max(Z, 1)),
+        torch.rand((P,), generator=g, dtype=torch.float64) - 0.5,
+        torch.randn((P,), generator=g, dtype=torch.float64),
+    )
+    return tuple(t.to(device=device, dtype=dtype).requires_grad_(requires_grad) for t in tensors)
+
+
+# ---------------------------------------------------------------------------- sizes
+
+
+@dataclass(frozen=True)
+class BenchSize:
+    """One benchmark size. Z = 2d: the gate reads z = [h; h_root] (PAPER.md §3 step 3)."""
+
+    name: str
+    B: int
+    d: int
+    K1: int
+    K2: int
+    P: int
+
+    @property
+    def Z(self) -> int:
+        return 2 * self.d
+
+
+# regression: meta-batch 25, d = 40, 4 → 2 → 1 tree, MLP 1-40-40-1 has 1,761 parameters (§3);
+# image: d = 128 and the conv learner's 32,645 parameters at meta-batch 4 and 32 (§4, issue 4).
+BENCH_SIZES = {
+    "regression": BenchSize("regression", B=25, d=40, K1=4, K2=2, P=1761),
+    "image-B4": BenchSize("image-B4", B=4, d=128, K1=4, K2=2, P=32645),
+    "image-B32": BenchSize("image-B32", B=32, d=128, K1=4, K2=2, P=32645),
+}
+
+
+def gate_bytes(B: int, Z: int, P: int, mode: str, itemsize: int = 4) -> int:
+    """Fewest bytes ``gated_init`` must move: each input read once, each output written once."""
+    fwd = B * Z + Z * P + 2 * P + B * P
+    if mode == "fwd":
+        return fwd * itemsize
+    # backward reads z, W, b, θ0 and g_out again and writes dz, dW, db, dθ0
+    bwd = (B * Z + Z * P + 2 * P + B * P) + (B * Z + Z * P + 2 * P)
+    return (fwd + bwd) * itemsize
+
+
+# ---------------------------------------------------------------------------- timing
+
+
+class CudaEventTimer:
+    """A pytest-benchmark timer read from CUDA events, so device work is what gets timed.
+
+    Each call records an event and waits for it; the returned clock advances by the
+    device time between consecutive calls, so ``end − start`` is the event interval around
+    the benchmarked call (host launch overhead included when the device sits waiting).
+    """
+
+    def __init__(self) -> None:
+        self._last = None
+        self._clock = 0.0
+
+    def __call__(self) -> float:
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        event.synchronize()
+        if self._last is not None:
+            self._clock += self._last.elapsed_time(event) / 1e3
+        self._last = event
+        return self._clock
+
+
+_PEAK_BANDWIDTH_GBS = {  # datasheet fallbacks, GB/s
+    "H100 80GB HBM3": 3350.0,
+    "H100 PCIe": 2000.0,
+    "H200": 4800.0,
+    "A100-SXM4-80GB": 2039.0,
+    "A100-SXM4-40GB": 1555.0,
+    "A100 80GB PCIe": 1935.0,
+}
+
+
+def peak_bandwidth_gbs(device: int | torch.device = 0) -> tuple[float, str]:
+    """Peak DRAM bandwidth of a CUDA device in GB/s, and where the number came from."""
+    props = torch.cuda.get_device_properties(device)
+    clock_khz = getattr(props, "memory_clock_rate", 0)
+    bus_bits = getattr(props, "memory_bus_width", 0)
+    if clock_khz and bus_bits:
+        return 2.0 * clock_khz * 1e3 * bus_bits / 8 / 1e9, "2 × memory clock × bus width"
+    for key, value in _PEAK_BANDWIDTH_GBS.items():
+        if key in props.name:
+            return value, "datasheet"
+    return float("nan"), "unknown"
+
+
+def machine_info() -> dict:
+    import triton
+
+    info = {
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "python": platform.python_version(),
+    }
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        peak, source = peak_bandwidth_gbs(0)
+        info.update(
+            gpu=props.name,
+            sms=props.multi_processor_count,
+            cuda=torch.version.cuda,
+            peak_gbs=peak,
+            peak_source=source,
+        )
+    return info
+
+
+# ---------------------------------------------------------------------------- table
+
+TARGETS = {"vs_eager": 3.0, "vs_compile": 1.5, "gate_fwd_peak_fraction": 0.60}
+
+
+def render_markdown(results: dict, info: dict, rounds: int) -> str:
+    """The benchmark table: one row per (op, size, mode), the three implementations side by side.
+
+    ``results[(op, size, mode)][impl] = {"us": median µs, "gbs": GB/s or None}``.
+    """
+    from tabulate import tabulate
+
+    def fmt(x, spec):
+        return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+    peak = info.get("peak_gbs", float("nan"))
+    rows = []
+    for (op, size, mode), by_impl in results.items():
+        us = {impl: by_impl.get(impl, {}).get("us") for impl in ("eager", "compile", "triton")}
+        tri = us["triton"]
+        vs_eager = us["eager"] / tri if tri and us["eager"] else None
+        vs_compile = us["compile"] / tri if tri and us["compile"] else None
+        gbs = by_impl.get("triton", {}).get("gbs")
+        frac = gbs / peak if gbs is not None and peak == peak else None
+        verdict = []
+        if mode == "fwd+bwd":
+            if vs_eager is not None:
+                ok = vs_eager >= TARGETS["vs_eager"]
+                verdict.append(f"≥{TARGETS['vs_eager']:g}× eager: {'met' if ok else 'MISSED'}")
+            if vs_compile is not None:
+                ok = vs_compile >= TARGETS["vs_compile"]
+                verdict.append(f"≥{TARGETS['vs_compile']:g}× compile: {'met' if ok else 'MISSED'}")
+        if op == "gated_init" and mode == "fwd" and size.startswith("image") and frac is not None:
+            ok = frac >= TARGETS["gate_fwd_peak_fraction"]
+            verdict.append(f"≥60% peak BW: {'met' if ok else 'MISSED'}")
+        rows.append([
+            op, size, mode, fmt(us["eager"], ".1f"), fmt(us["compile"], ".1f"), fmt(tri, ".1f"),
+            fmt(vs_eager, ".2f"), fmt(vs_compile, ".2f"), fmt(gbs, ".0f"),
+            fmt(None if frac is None else 100 * frac, ".0f"), "; ".join(verdict) or "–",
+        ])  # fmt: skip
+    headers = [
+        "op", "size", "mode", "eager µs", "torch.compile µs", "triton µs", "eager / triton",
+        "compile / triton", "triton GB/s", "% of peak BW", "targets",
+    ]  # fmt: skip
+    lines = [
+        "# Kernel benchmarks (issue 4)",
+        "",
+        "Generated by `pytest suites/ --benchmark-only -k kernels` (suites/test_kernels_bench.py); "
+        "do not edit by hand.",
+        "",
+        f"- GPU: {info.get('gpu', '?')} ({info.get('sms', '?')} SMs), CUDA {info.get('cuda', '?')}",
+        f"- torch {info['torch']}, triton {info['triton']}, Python {info['python']}",
+        f"- peak DRAM bandwidth {fmt(peak, '.0f')} GB/s ({info.get('peak_source', '?')})",
+        f"- median of {rounds} rounds per cell, each round one call timed by CUDA events around it "
+        "(host launch overhead included); float32; every implementation checked against the "
+        "twin and a float64 reference before timing",
+        "- sizes: regression B=25, d=40, K1=4, K2=2, P=1,761; image d=128, K1=4, K2=2, "
+        "P=32,645 at B=4 and B=32; Z = 2d",
+        "- GB/s counts the fewest bytes the op must move (inputs read once, outputs written once)",
+        "",
+        tabulate(rows, headers=headers, tablefmt="github"),
+        "",
+    ]
+    return "\n".join(lines)

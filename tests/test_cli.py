@@ -1,0 +1,54 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from hsmlbench.cli import main
+
+ROW_FIELDS = {"method", "setting", "seed", "n_tasks", "mean", "ci95", "per_task"}
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["reproduce", "--tables", "T9", "--budget", "smoke"], "unknown table 'T9'"),
+        (["reproduce", "--methods", "reptile", "--budget", "smoke"], "no method 'reptile'"),
+        (["reproduce", "--budget", "huge"], "unknown budget 'huge'"),
+        (["reproduce", "--budget", "smoke", "--seeds", "0"], "at least 1"),
+        (["report", "does-not-exist.json"], "no results file"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line_and_write_nothing(argv, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    if argv[0] == "reproduce":
+        argv = argv + ["--out", str(out), "--work-dir", str(tmp_path / "w")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_file_in_place_of_output_folder_is_reported(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["reproduce", "--budget", "smoke", "--methods", "maml", "--out", str(blocker / "x")]) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_smoke_reproduction_of_the_maml_row_writes_table_and_json(tmp_path):
+    out = tmp_path / "x"
+    cmd = [sys.executable, "-m", "hsmlbench.cli", "reproduce", "--tables", "T1", "--methods", "maml",
+           "--budget", "smoke", "--out", str(out), "--work-dir", str(tmp_path / "w"), "--quiet"]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    data = json.loads((out / "T1.json").read_text())
+    assert {(r["method"], r["setting"]) for r in data["rows"]} == {("maml", "5-shot"), ("maml", "10-shot")}
+    for row in data["rows"]:
+        assert ROW_FIELDS <= row.keys() and len(row["per_task"]) == row["n_tasks"] == 200
+    markdown = (out / "T1.md").read_text()
+    assert "smoke" in markdown and "2.205 ± 0.121" in markdown
+    # a second run reuses the finished jobs: same numbers, no retraining
+    first = (out / "T1.json").read_text()
+    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    assert json.loads((out / "T1.json").read_text())["rows"] == json.loads(first)["rows"]

@@ -1,0 +1,101 @@
+"""Every Triton kernel compiles for GPU targets, on a machine without a GPU.
+
+The interpreter (tests/interpreter) accepts code that the GPU compiler rejects, so each
+kernel is also compiled, as its launcher specialises it, with ``triton.compile`` for
+``GPUTarget("cuda", 80, 32)`` and ``GPUTarget("cuda", 90, 32)``, in a subprocess whose
+environment has no ``TRITON_INTERPRET``. This runs the whole pipeline, TTIR → TTGIR → LLVM
+IR → PTX → cubin (ptxas: the one bundled with triton), so it needs no GPU and no driver; it
+also checks that each kernel's shared memory fits the architecture. It does not run the
+kernels: that needs a GPU (suites/test_kernels_bench.py checks results there).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("triton")
+
+ARCHS = (80, 90)
+# largest dynamic shared memory per block (opt-in), bytes: A100 163 KiB, H100 227 KiB
+SHARED_LIMIT = {80: 163 * 1024, 90: 227 * 1024}
+
+SCRIPT = r"""
+import json, os, sys
+assert "TRITON_INTERPRET" not in os.environ
+import torch
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from hsmlbench.kernels import _gated_init_triton as gate, _soft_assign_tree_triton as tree
+
+arch = int(sys.argv[1])
+specs = []
+for dtype in (torch.float32, torch.float64):
+    for s in tree.compile_specs(dtype, D=128, K1=10):
+        specs.append((f"{s.name}[{dtype}, d=128, K1=10]", s))
+    specs += [(f"{s.name}[{dtype}, B=32]", s) for s in gate.compile_specs(dtype, B=32)]
+for s in tree.compile_specs(torch.float32, D=40, K1=4):  # regression size: other block sizes
+    specs.append((f"{s.name}[float32, d=40, K1=4]", s))
+for s in gate.compile_specs(torch.float32, B=4):
+    specs.append((f"{s.name}[float32, B=4]", s))
+report = []
+for label, s in specs:
+    compiled = triton.compile(
+        ASTSource(s.fn, s.signature, s.constexprs), target=GPUTarget("cuda", arch, 32),
+        options=s.options,
+    )
+    report.append({
+        "kernel": label,
+        "stages": sorted(compiled.asm),
+        "cubin_bytes": len(compiled.asm.get("cubin", b"")),
+        "shared": compiled.metadata.shared,
+        "num_warps": compiled.metadata.num_warps,
+        "expected_warps": s.options.get("num_warps", 4),
+    })
+print("REPORT" + json.dumps(report))
+"""
+
+
+@pytest.fixture(scope="module")
+def compile_runs(tmp_path_factory):
+    """Start one compiler subprocess per architecture at once (they are independent)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_CACHE_DIR"] = str(tmp_path_factory.mktemp("triton-cache"))  # really compile
+    env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+    procs = {
+        arch: subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, str(arch)],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        for arch in ARCHS
+    }
+    yield procs
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ARCHS, ids=[f"sm_{a}" for a in ARCHS])
+def test_kernels_compile_for_gpu(arch, compile_runs):
+    out, err = compile_runs[arch].communicate(timeout=900)
+    assert compile_runs[arch].returncode == 0, f"compiling for sm_{arch} failed:\n{err[-6000:]}"
+    report = json.loads(out.split("REPORT", 1)[1])
+    names = {entry["kernel"].split("[")[0] for entry in report}
+    assert names == {
+        "soft_assign_tree_fwd", "soft_assign_tree_bwd_row", "soft_assign_tree_bwd_weights",
+        "gated_init_fwd", "gated_init_bwd",
+    }  # fmt: skip
+    for entry in report:
+        label = f"{entry['kernel']} on sm_{arch}"
+        assert "cubin" in entry["stages"] and entry["cubin_bytes"] > 0, f"{label}: no cubin"
+        assert entry["shared"] <= SHARED_LIMIT[arch], f"{label}: {entry['shared']} B shared memory"
+        assert entry["num_warps"] == entry["expected_warps"], label

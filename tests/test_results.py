@@ -1,0 +1,55 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from hsmlbench.atomic import write_json
+from hsmlbench.results import load_table, render_markdown, summarize
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_fixture_renders_to_the_expected_markdown():
+    data = load_table(DATA / "T1_fixture.json")
+    assert render_markdown(data) == (DATA / "T1_fixture.md").read_text()
+
+
+def test_summary_pools_seeds_on_the_same_tasks():
+    data = load_table(DATA / "T1_fixture.json")
+    cells = {c["method"]: c for c in summarize(data)["cells"]}
+    maml_rows = [r["per_task"] for r in data["rows"] if r["method"] == "maml"]
+    pooled = [(a + b) / 2 for a, b in zip(*maml_rows)]
+    assert cells["maml"]["mean"] == pytest.approx(sum(pooled) / len(pooled))
+    assert cells["maml"]["seeds"] == [0, 1]
+    assert cells["maml"]["published"] is not None
+
+
+def test_claims_reversed_in_our_run_are_reported_as_such():
+    data = load_table(DATA / "T1_fixture.json")
+    for row in data["rows"]:  # make HSML the worst method
+        if row["method"] == "hsml":
+            row["per_task"] = [v + 5 for v in row["per_task"]]
+    verdicts = {c["claim"]: c["verdict"] for c in summarize(data)["comparisons"]}
+    assert verdicts["hsml better than maml (5-shot)"] == "not supported: reversed in our run"
+    assert verdicts["mumomaml better than maml (5-shot)"] == "supported"
+
+
+def test_malformed_results_file_names_the_problem(tmp_path):
+    bad = tmp_path / "T1.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_table(bad)
+    write_json(bad, {"table": "T1"})
+    with pytest.raises(ValueError, match="no 'rows' field"):
+        load_table(bad)
+    with pytest.raises(FileNotFoundError, match="hsmlbench reproduce"):
+        load_table(tmp_path / "missing.json")
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path):
+    target = tmp_path / "out.json"
+    write_json(target, {"a": 1})
+    with pytest.raises(TypeError):
+        write_json(target, {"b": object()})
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
