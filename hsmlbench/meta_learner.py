@@ -49,8 +49,16 @@ class MetaLearner(nn.Module):
     def predict(self, params: Params, x: torch.Tensor, ctx: TaskContext) -> torch.Tensor:
         return mlp_forward(params, x, ctx.film)
 
+    def task_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-task loss [T] (regression: MSE). Image methods override it (Σ CE / K)."""
+        return mse_per_task(prediction, target)
+
+    def query_metric(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-task evaluation metric [T] (regression: MSE; image methods: accuracy)."""
+        return self.task_loss(prediction, target)
+
     def _support_loss(self, batch: TaskBatch, ctx: TaskContext):
-        return lambda params: mse_per_task(self.predict(params, batch.x_support, ctx), batch.y_support)
+        return lambda params: self.task_loss(self.predict(params, batch.x_support, ctx), batch.y_support)
 
     def meta_loss(self, batch: TaskBatch, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean post-adaptation query MSE over the meta-batch (+ the method's auxiliary loss).
@@ -66,14 +74,14 @@ class MetaLearner(nn.Module):
             second_order=self.second_order,
             grad_clamp=self.inner_grad_clamp,
         )
-        query = mse_per_task(self.predict(adapted, batch.x_query, ctx), batch.y_query)
+        query = self.task_loss(self.predict(adapted, batch.x_query, ctx), batch.y_query)
         loss = query.mean()
         if ctx.aux_loss is not None:
             loss = loss + ctx.aux_loss
         return loss, query
 
     def query_curve(self, batch: TaskBatch, steps: int) -> tuple[torch.Tensor, TaskContext]:
-        """Query MSE before adaptation and after each of ``steps`` steps: [T, steps + 1].
+        """Query metric before adaptation and after each of ``steps`` steps: [T, steps + 1].
 
         Evaluation needs no meta-gradient, so the inner steps keep no graph.
         """
@@ -85,7 +93,7 @@ class MetaLearner(nn.Module):
         curve = []
         for step in range(steps + 1):
             with torch.no_grad():
-                curve.append(mse_per_task(self.predict(params, batch.x_query, ctx), batch.y_query))
+                curve.append(self.query_metric(self.predict(params, batch.x_query, ctx), batch.y_query))
             if step < steps:
                 with torch.enable_grad():
                     params = inner_step(

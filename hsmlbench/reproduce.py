@@ -188,6 +188,11 @@ def assemble_table(table: str, budget: str, out_dir: Path) -> dict:
         "rows": rows,
         "notes": list(spec.notes),
     }
+    from hsmlbench.figures import cluster_note
+
+    note = cluster_note([r for r in raws if r["seed"] == raws[0]["seed"]])
+    if note:
+        data["notes"].append(note)
     data["summary"] = summarize(data)
     return data
 

@@ -1,0 +1,150 @@
+"""The poster's qualitative figures, drawn from the raw result files only (never from models).
+
+- ``T1_fits.png``: for the first test task of each family, the true curve, the support points
+  and each method's prediction after the test-time inner steps.
+- ``T1_clusters.png``: HSML's mean level-1 and level-2 assignment per task family.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hsmlbench.atomic import write_bytes
+from hsmlbench.configs import BUDGETS, TABLES, run_config
+from hsmlbench.evaluation import evaluation_tasks
+from hsmlbench.paper_reference import METHOD_LABELS
+from hsmlbench.tasks import FAMILIES, evaluate_family
+
+COLOURS = {"maml": "tab:blue", "mumomaml": "tab:orange", "hsml": "tab:green"}
+
+
+def _raws(out_dir: Path, table: str, budget: str, seed: int = 0) -> list[dict]:
+    paths = sorted((Path(out_dir) / "runs" / table).glob(f"*-seed{seed}-{budget}.json"))
+    return [json.loads(p.read_text()) for p in paths]
+
+
+def _save(fig, path: Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=130, bbox_inches="tight")
+    write_bytes(path, buffer.getvalue())
+    return path
+
+
+def plot_fits(raws: list[dict], table: str, budget: str, path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = [s for s in TABLES[table].settings if any(r["setting"] == s for r in raws)]
+    if not settings:
+        return None
+    fig, axes = plt.subplots(len(settings), len(FAMILIES), figsize=(16, 3.6 * len(settings)), squeeze=False)
+    for row, setting in enumerate(settings):
+        tasks = evaluation_tasks(run_config(table, "maml", setting, budget))
+        for col, family in enumerate(FAMILIES):
+            ax = axes[row, col]
+            examples = [r for r in raws if r["setting"] == setting and family in r.get("fits", {})]
+            if not examples:
+                ax.set_axis_off()
+                continue
+            example = examples[0]["fits"][family]
+            grid = np.linspace(-5, 5, len(example["prediction"]))
+            i = example["task_index"]
+            truth = evaluate_family(
+                tasks.family[i : i + 1],
+                tasks.params[i : i + 1].double(),
+                torch.tensor(grid).view(1, -1, 1),
+                tasks.quadratic_form,
+            )[0, :, 0].numpy()
+            ax.plot(grid, truth, color="black", lw=2, label="true function")
+            for raw in examples:
+                fit = raw["fits"][family]
+                ax.plot(grid, fit["prediction"], color=COLOURS.get(raw["method"]), lw=1.5, ls="--",
+                        label=METHOD_LABELS.get(raw["method"], raw["method"]))
+            ax.scatter(example["x_support"], example["y_support"], color="red", zorder=5, s=25,
+                       label="support points")
+            ax.set_title(f"{family}, {setting}")
+            ax.set_xlim(-5, 5)
+    axes[0, 0].legend(fontsize=8, loc="best")
+    fig.suptitle(f"{table}: adapted predictions on one test task per family (budget {budget})")
+    path = _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_clusters(raws: list[dict], table: str, budget: str, path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = TABLES[table].settings
+    hsml = sorted(
+        (r for r in raws if r.get("mean_assignments_by_family")),
+        key=lambda r: order.index(r["setting"]),
+    )
+    if not hsml:
+        return None
+    levels = ("level1", "level2")
+    fig, axes = plt.subplots(
+        len(hsml), 2, figsize=(12, 3.4 * len(hsml)), squeeze=False, constrained_layout=True
+    )
+    for row, raw in enumerate(hsml):
+        for col, level in enumerate(levels):
+            by_family = raw["mean_assignments_by_family"][level]
+            families = [f for f in FAMILIES if f in by_family]
+            matrix = np.array([by_family[f] for f in families])
+            ax = axes[row, col]
+            image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+            for (i, j), value in np.ndenumerate(matrix):
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center",
+                        color="white" if value < 0.6 else "black", fontsize=9)
+            ax.set_yticks(range(len(families)), families)
+            ax.set_xticks(range(matrix.shape[1]), [f"cluster {k + 1}" for k in range(matrix.shape[1])])
+            ax.set_title(f"{METHOD_LABELS.get(raw['method'], raw['method'])} {raw['setting']}: {level} assignment")
+            fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.suptitle(f"{table}: mean soft cluster assignment per task family (budget {budget})")
+    path = _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def write_figures(table: str, budget: str, out_dir: Path) -> list[Path]:
+    """Every figure of ``table`` that the finished runs allow."""
+    if table != "T1" or budget not in BUDGETS:
+        return []
+    raws = _raws(out_dir, table, budget)
+    folder = Path(out_dir) / "figures"
+    written = [
+        plot_fits(raws, table, budget, folder / f"{table}_fits.png"),
+        plot_clusters(raws, table, budget, folder / f"{table}_clusters.png"),
+    ]
+    return [p for p in written if p is not None]
+
+
+def cluster_note(raws: list[dict]) -> str | None:
+    """A sentence for the table's markdown saying what the cluster heatmap shows, from data."""
+    parts = []
+    for raw in raws:
+        by_family = (raw.get("mean_assignments_by_family") or {}).get("level1")
+        if not by_family:
+            continue
+        described = ", ".join(
+            f"{family} → cluster {int(np.argmax(v)) + 1} ({max(v):.2f})" for family, v in by_family.items()
+        )
+        parts.append(f"{raw['setting']}: {described}")
+    if not parts:
+        return None
+    return (
+        "Cluster interpretation (`figures/T1_clusters.png`): HSML's mean level-1 soft assignment "
+        "per task family, over the test tasks; each family's most used cluster and its mean "
+        "weight: " + "; ".join(parts) + ". A weight near 1 means the family has a cluster of its "
+        f"own; near 1/K (here 1/{len(next(iter(by_family.values())))}) means the tree does not "
+        "separate it."
+    )
