@@ -96,6 +96,21 @@ class RunConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def matches(self, stored: dict) -> bool:
+        """Whether a stored config (from a checkpoint or result file) describes this run.
+
+        A field added to RunConfig after the file was written matches only while it is left
+        at None (an optional feature that is off), so old results survive new options.
+        """
+        import json
+
+        current = json.loads(json.dumps(self.to_dict()))
+        stored = json.loads(json.dumps(stored))
+        return all(
+            stored[key] == value if key in stored else value is None
+            for key, value in current.items()
+        ) and set(stored) <= set(current)
+
 
 @dataclass(frozen=True)
 class TableSpec:
@@ -117,12 +132,32 @@ TABLES: dict[str, TableSpec] = {
         ("maml", "mumomaml", "hsml"),
         ("5-shot", "10-shot"),
     ),
+    "T2": TableSpec(
+        "T2",
+        "Continual regression (5-shot), query MSE after 10 steps ± 95% CI",
+        ("hsml-s2", "hsml-s10", "hsml-d"),
+        ("5-shot",),
+    ),
+}
+
+# T2's models (PAPER.md §3 "Continual adaptation"): the stream uses the vertex-form quadratic.
+_CONTINUAL_MODELS: dict[str, tuple[int, bool]] = {
+    "hsml-s2": (2, False),  # first-level clusters, grows
+    "hsml-s10": (10, False),
+    "hsml-d": (2, True),
 }
 
 
 def _method_fields(method: str) -> dict:
     if method == "maml":
         return {}
+    if method in _CONTINUAL_MODELS:
+        k1, grow = _CONTINUAL_MODELS[method]
+        return {
+            "hsml": HSMLSettings(clusters=(k1, 2)),
+            "continual": ContinualSettings(grow=grow),
+            "quadratic_form": "vertex",
+        }
     if method == "hsml":
         return {"hsml": HSMLSettings()}
     if method == "mumomaml":

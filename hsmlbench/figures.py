@@ -115,21 +115,84 @@ def plot_clusters(raws: list[dict], table: str, budget: str, path: Path) -> Path
     return path
 
 
+def plot_growth(raws: list[dict], table: str, budget: str, path: Path) -> Path | None:
+    """Window query loss of each continual model, with family arrivals and cluster additions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hsmlbench.tasks import CONTINUAL_SCHEDULE
+
+    raws = [r for r in raws if r.get("window_query_loss")]
+    if not raws:
+        return None
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    colours = {"hsml-s2": "tab:blue", "hsml-s10": "tab:orange", "hsml-d": "tab:green"}
+    order = TABLES[table].methods
+    for raw in sorted(raws, key=lambda r: order.index(r["method"])):
+        points = np.array(raw["window_query_loss"])
+        ax.plot(points[:, 0], points[:, 1], marker=".", color=colours.get(raw["method"]),
+                label=METHOD_LABELS.get(raw["method"], raw["method"]))
+        for event in raw.get("events", []):
+            ax.axvline(event["iteration"], color=colours.get(raw["method"]), ls=":", lw=1.5)
+            ax.annotate(f"+cluster ({event['n_clusters']})", (event["iteration"], event["window_loss"]),
+                        textcoords="offset points", xytext=(4, 8), fontsize=8, color="tab:green")
+    for start, family in CONTINUAL_SCHEDULE:
+        if start > 0:
+            ax.axvline(start, color="grey", ls="--", lw=1)
+            ax.text(start, ax.get_ylim()[1], f" {family} joins", va="top", fontsize=9, color="grey")
+    ax.set_yscale("log")
+    ax.set_xlabel("meta-training iteration")
+    ax.set_ylabel("window mean post-adaptation query MSE")
+    ax.set_title(f"{table}: continual stream, window losses (budget {budget}); dotted: cluster added")
+    ax.legend()
+    path = _save(fig, path)
+    plt.close(fig)
+    return path
+
+
 def write_figures(table: str, budget: str, out_dir: Path) -> list[Path]:
     """Every figure of ``table`` that the finished runs allow."""
-    if table != "T1" or budget not in BUDGETS:
+    if budget not in BUDGETS:
         return []
     raws = _raws(out_dir, table, budget)
     folder = Path(out_dir) / "figures"
-    written = [
-        plot_fits(raws, table, budget, folder / f"{table}_fits.png"),
-        plot_clusters(raws, table, budget, folder / f"{table}_clusters.png"),
-    ]
+    if table == "T1":
+        written = [
+            plot_fits(raws, table, budget, folder / f"{table}_fits.png"),
+            plot_clusters(raws, table, budget, folder / f"{table}_clusters.png"),
+        ]
+    elif table == "T2":
+        written = [plot_growth(raws, table, budget, folder / f"{table}_growth.png")]
+    else:
+        written = []
     return [p for p in written if p is not None]
 
 
-def cluster_note(raws: list[dict]) -> str | None:
+def growth_note(raws: list[dict]) -> str | None:
+    """Where HSML-D added clusters, and the window losses that triggered each addition."""
+    lines = []
+    for raw in raws:
+        for e in raw.get("events", []):
+            if e.get("event") == "cluster_added":
+                lines.append(
+                    f"{METHOD_LABELS.get(raw['method'], raw['method'])} seed {raw['seed']}: cluster "
+                    f"{e['n_clusters']} added at iteration {e['iteration']:,} (window loss "
+                    f"{e['window_loss']:.3f} vs previous {e['previous_window_loss']:.3f}, ratio {e['ratio']:.2f})"
+                )
+    growing = [r for r in raws if (r.get("config", {}).get("continual") or {}).get("grow")]
+    if not lines and not growing:
+        return None
+    if not lines:
+        return "HSML-D added no cluster in this run (the window loss never rose above μ times the previous window's)."
+    return "Cluster growth (`figures/T2_growth.png`):\n\n" + "\n".join(f"- {line}" for line in lines)
+
+
+def cluster_note(raws: list[dict], table: str = "T1") -> str | None:
     """A sentence for the table's markdown saying what the cluster heatmap shows, from data."""
+    if table != "T1":
+        return None
     parts = []
     for raw in raws:
         by_family = (raw.get("mean_assignments_by_family") or {}).get("level1")

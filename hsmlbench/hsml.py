@@ -27,10 +27,8 @@ class ClusterTree(nn.Module):
         if level2 not in ("code", "centres"):
             raise ValueError(f"level2={level2!r}: choose 'code' (authors' code) or 'centres' (paper text)")
         k1, k2 = clusters
-        self.sigma, self.level2 = sigma, level2
-        self.centres = nn.Parameter(glorot_uniform_(torch.empty(k1, dim), k1, dim))
-        self.w1 = nn.Parameter(glorot_uniform_(torch.empty(k1, dim, dim), dim, dim))
-        self.b1 = nn.Parameter(torch.zeros(k1, dim))
+        self.sigma, self.level2, self.dim = sigma, level2, dim
+        self._init_level1(k1, dim)
         # level 2: assignment logits (code) or level-2 centres (paper text)
         self.w2 = nn.Parameter(glorot_uniform_(torch.empty(dim, k2), dim, k2))
         self.b2 = nn.Parameter(torch.zeros(k2))
@@ -39,24 +37,33 @@ class ClusterTree(nn.Module):
         self.r = nn.Parameter(glorot_uniform_(torch.empty(dim, dim), dim, dim))
         self.rb = nn.Parameter(torch.zeros(dim))
 
+    def _init_level1(self, k1: int, dim: int) -> None:
+        self.centres = nn.Parameter(glorot_uniform_(torch.empty(k1, dim), k1, dim))
+        self.w1 = nn.Parameter(glorot_uniform_(torch.empty(k1, dim, dim), dim, dim))
+        self.b1 = nn.Parameter(torch.zeros(k1, dim))
+
+    def level1(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Level-1 centres [K1, d], transforms [K1, d, d] and biases [K1, d]."""
+        return self.centres, self.w1, self.b1
+
     @property
     def n_clusters(self) -> int:
-        return self.centres.shape[0]
+        return self.level1()[0].shape[0]
 
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """h [T, d] → level-1 assignment p [T, K1], level-2 assignment q [T, K1, K2], root [T, d]."""
+        centres, w1, b1 = self.level1()
         if self.level2 == "code":
             return soft_assign_tree(
-                h, self.centres, self.w1, self.b1, self.w2, self.b2,
-                self.u, self.ub, self.r, self.rb, self.sigma,
+                h, centres, w1, b1, self.w2, self.b2, self.u, self.ub, self.r, self.rb, self.sigma
             )
-        return self._forward_with_level2_centres(h)
+        return self._forward_with_level2_centres(h, centres, w1, b1)
 
-    def _forward_with_level2_centres(self, h: torch.Tensor):
+    def _forward_with_level2_centres(self, h, centres, w1, b1):
         """The paper's text: level 2 also assigns by distance to centres (w2ᵀ rows as centres)."""
-        sq = ((h[:, None] - self.centres[None]) ** 2).sum(-1)
+        sq = ((h[:, None] - centres[None]) ** 2).sum(-1)
         p = torch.softmax(-sq / (2 * self.sigma), dim=-1)
-        node1 = p[..., None] * torch.tanh(torch.einsum("bd,kde->bke", h, self.w1) + self.b1)
+        node1 = p[..., None] * torch.tanh(torch.einsum("bd,kde->bke", h, w1) + b1)
         centres2 = self.w2.t()  # [K2, d]
         sq2 = ((node1[:, :, None] - centres2[None, None]) ** 2).sum(-1)  # [T, K1, K2]
         q = torch.softmax(-sq2 / (2 * self.sigma), dim=-1)
@@ -76,6 +83,7 @@ class HSML(MetaLearner):
         second_order: bool = True,
         sizes: tuple[int, ...] = MLP_SIZES,
         ablate_gates: bool = False,
+        tree: ClusterTree | None = None,
     ) -> None:
         """``ablate_gates`` skips encoder, tree and gates: every gate is 1, i.e. plain MAML
         (PAPER.md §1; used to test that MAML is HSML's special case)."""
@@ -86,7 +94,7 @@ class HSML(MetaLearner):
         d = settings.hidden
         self.theta0 = nn.Parameter(torch.cat([t.flatten() for t in init_mlp(sizes)]))
         self.encoder = GRUAutoencoder(2, settings.pair_embedding, d)
-        self.tree = ClusterTree(d, settings.clusters, settings.sigma, settings.level2)
+        self.tree = tree or ClusterTree(d, settings.clusters, settings.sigma, settings.level2)
         gate_weight = torch.empty(2 * d, sum(self.numels))
         for segment in gate_weight.split(self.numels, dim=1):
             glorot_uniform_(segment, 2 * d, segment.shape[1])

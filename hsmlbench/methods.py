@@ -12,6 +12,10 @@ def build_model(config: RunConfig) -> MetaLearner:
         from hsmlbench.maml import MAML
 
         return MAML(config.inner_lr, config.second_order)
+    if config.continual is not None and config.method.startswith("hsml"):
+        from hsmlbench.continual import ContinualHSML
+
+        return ContinualHSML(config.hsml, config.continual, config.inner_lr, config.second_order)
     if config.method == "hsml":
         from hsmlbench.hsml import HSML
 

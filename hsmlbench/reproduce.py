@@ -103,7 +103,7 @@ def run_job(job: Job, out_dir: Path, work_dir: Path, progress: bool = True) -> d
     path = raw_path(out_dir, job)
     if path.exists():
         done = json.loads(path.read_text())
-        if done.get("config") == json.loads(json.dumps(config.to_dict())):
+        if config.matches(done.get("config", {})):
             return done
     run_dir = Path(work_dir) / job.budget / job.name
     resume = (run_dir / CHECKPOINT).exists()
@@ -141,6 +141,7 @@ def run_job(job: Job, out_dir: Path, work_dir: Path, progress: bool = True) -> d
         "iterations": config.budget.iterations,
         "wall_time_s": trained.wall_time_s,
         "train_query_loss": _downsample(trained.query_losses),
+        "window_query_loss": _windows(trained.query_losses, config.continual.window if config.continual else 1000),
         "events": trained.events,
         "environment": environment_info(),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -148,6 +149,14 @@ def run_job(job: Job, out_dir: Path, work_dir: Path, progress: bool = True) -> d
     }
     write_json(path, raw)
     return raw
+
+
+def _windows(values: list[float], window: int) -> list[list[float]]:
+    """[end iteration, mean post-adaptation query loss] per window (HSML-D's signal)."""
+    return [
+        [min(i + window, len(values)), float(np.mean(values[i : i + window]))]
+        for i in range(0, len(values), window)
+    ]
 
 
 def _downsample(values: list[float], points: int = 700) -> list[list[float]]:
@@ -175,6 +184,7 @@ def assemble_table(table: str, budget: str, out_dir: Path) -> dict:
     rows = [
         {k: r[k] for k in ("method", "setting", "seed", "n_tasks", "mean", "ci95", "per_task")}
         | {"wall_time_s": r["wall_time_s"], "per_step_mean": r["per_step_mean"]}
+        | ({"events": r["events"]} if r.get("events") else {})
         for r in raws
     ]
     b = BUDGETS[budget]
@@ -188,11 +198,12 @@ def assemble_table(table: str, budget: str, out_dir: Path) -> dict:
         "rows": rows,
         "notes": list(spec.notes),
     }
-    from hsmlbench.figures import cluster_note
+    from hsmlbench.figures import cluster_note, growth_note
 
-    note = cluster_note([r for r in raws if r["seed"] == raws[0]["seed"]])
-    if note:
-        data["notes"].append(note)
+    first_seed = [r for r in raws if r["seed"] == raws[0]["seed"]]
+    for note in (cluster_note(first_seed, table), growth_note(raws)):
+        if note:
+            data["notes"].append(note)
     data["summary"] = summarize(data)
     return data
 

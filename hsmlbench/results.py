@@ -139,10 +139,10 @@ def summarize(data: dict) -> dict:
         for comparison, p in zip(comparisons, adjusted):
             comparison[name + "_holm"] = p
     for c in comparisons:
-        right_direction = (c["mean_difference"] < 0) == lower_is_better
+        reversed_ = c["mean_difference"] > 0 if lower_is_better else c["mean_difference"] < 0
         if c["wilcoxon_p_holm"] < SIGNIFICANCE and c["t_p_holm"] < SIGNIFICANCE:
             c["verdict"] = "supported"
-        elif not right_direction:
+        elif reversed_:
             c["verdict"] = "not supported: reversed in our run"
         else:
             c["verdict"] = "not supported: difference not significant"

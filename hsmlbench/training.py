@@ -47,7 +47,9 @@ def _families_at(config: RunConfig, iteration: int) -> tuple[str, ...]:
 
 
 def make_optimizer(model: MetaLearner, config: RunConfig) -> torch.optim.Optimizer:
-    return torch.optim.Adam(model.parameters(), lr=config.outer_lr)
+    """One Adam over everything (PAPER.md §3); growing models split it into groups."""
+    groups = model.optimizer_groups() if hasattr(model, "optimizer_groups") else model.parameters()
+    return torch.optim.Adam(groups, lr=config.outer_lr)
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
@@ -84,7 +86,7 @@ def train(
                 f"--resume: no checkpoint at {checkpoint}; start the run without --resume"
             )
         state = torch.load(checkpoint, weights_only=False)
-        if state["config"] != config.to_dict() or state["seed"] != seed:
+        if not config.matches(state["config"]) or state["seed"] != seed:
             raise ValueError(
                 f"{checkpoint} belongs to another run (different config or seed); "
                 "use another run directory or drop --resume"
