@@ -6,8 +6,6 @@ Bad arguments end with one line on stderr and exit code 2, before anything is wr
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -167,7 +165,10 @@ def _report(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if getattr(args, "budget", None) is not None and args.budget not in BUDGETS:
-        print(f"hsmlbench: unknown budget {args.budget!r}; known: {', '.join(BUDGETS)}", file=sys.stderr)
+        print(
+            f"hsmlbench: unknown budget {args.budget!r}; known: {', '.join(BUDGETS)}",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     handler = {"reproduce": _reproduce, "train": _train, "evaluate": _evaluate, "report": _report}
     try:
@@ -176,8 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hsmlbench: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("\nhsmlbench: interrupted; re-run the same command to resume from the last checkpoint",
-              file=sys.stderr)
+        print(
+            "\nhsmlbench: interrupted; re-run the same command to resume from the last checkpoint",
+            file=sys.stderr,
+        )
         return 130
 
 

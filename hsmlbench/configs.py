@@ -174,7 +174,9 @@ def run_config(table: str, method: str, setting: str, budget: str) -> RunConfig:
     if method not in spec.methods:
         raise KeyError(f"table {table} has no method {method!r}; it has: {', '.join(spec.methods)}")
     if setting not in spec.settings:
-        raise KeyError(f"table {table} has no setting {setting!r}; it has: {', '.join(spec.settings)}")
+        raise KeyError(
+            f"table {table} has no setting {setting!r}; it has: {', '.join(spec.settings)}"
+        )
     if budget not in BUDGETS:
         raise KeyError(f"unknown budget {budget!r}; known: {', '.join(BUDGETS)}")
     k_shot = int(setting.split("-")[0])

@@ -61,16 +61,26 @@ class GrowableClusterTree(ClusterTree):
         return new
 
     def level1(self):
-        return torch.stack(list(self.centres_k)), torch.stack(list(self.w1_k)), torch.stack(list(self.b1_k))
+        return (
+            torch.stack(list(self.centres_k)),
+            torch.stack(list(self.w1_k)),
+            torch.stack(list(self.b1_k)),
+        )
 
 
 class ContinualHSML(HSML):
     """HSML on a task stream; with ``rule.grow`` it is HSML-D, otherwise HSML-S."""
 
     def __init__(
-        self, settings: HSMLSettings, rule: ContinualSettings, inner_lr: float, second_order: bool = True
+        self,
+        settings: HSMLSettings,
+        rule: ContinualSettings,
+        inner_lr: float,
+        second_order: bool = True,
     ) -> None:
-        tree = GrowableClusterTree(settings.hidden, settings.clusters, settings.sigma, settings.level2)
+        tree = GrowableClusterTree(
+            settings.hidden, settings.clusters, settings.sigma, settings.level2
+        )
         super().__init__(settings, inner_lr, second_order, tree=tree)
         self.rule = rule
         self.initial_clusters = settings.clusters[0]

@@ -77,7 +77,10 @@ def adapted_predictions(
     for _ in range(steps):
         with torch.enable_grad():
             params = inner_step(
-                params, support_loss, model.inner_lr, second_order=False,
+                params,
+                support_loss,
+                model.inner_lr,
+                second_order=False,
                 grad_clamp=model.inner_grad_clamp,
             )
         params = tuple(p.detach().requires_grad_(True) for p in params)

@@ -44,7 +44,9 @@ def plot_fits(raws: list[dict], table: str, budget: str, path: Path) -> Path | N
     settings = [s for s in TABLES[table].settings if any(r["setting"] == s for r in raws)]
     if not settings:
         return None
-    fig, axes = plt.subplots(len(settings), len(FAMILIES), figsize=(16, 3.6 * len(settings)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(settings), len(FAMILIES), figsize=(16, 3.6 * len(settings)), squeeze=False
+    )
     for row, setting in enumerate(settings):
         tasks = evaluation_tasks(run_config(table, "maml", setting, budget))
         for col, family in enumerate(FAMILIES):
@@ -65,10 +67,22 @@ def plot_fits(raws: list[dict], table: str, budget: str, path: Path) -> Path | N
             ax.plot(grid, truth, color="black", lw=2, label="true function")
             for raw in examples:
                 fit = raw["fits"][family]
-                ax.plot(grid, fit["prediction"], color=COLOURS.get(raw["method"]), lw=1.5, ls="--",
-                        label=METHOD_LABELS.get(raw["method"], raw["method"]))
-            ax.scatter(example["x_support"], example["y_support"], color="red", zorder=5, s=25,
-                       label="support points")
+                ax.plot(
+                    grid,
+                    fit["prediction"],
+                    color=COLOURS.get(raw["method"]),
+                    lw=1.5,
+                    ls="--",
+                    label=METHOD_LABELS.get(raw["method"], raw["method"]),
+                )
+            ax.scatter(
+                example["x_support"],
+                example["y_support"],
+                color="red",
+                zorder=5,
+                s=25,
+                label="support points",
+            )
             ax.set_title(f"{family}, {setting}")
             ax.set_xlim(-5, 5)
     axes[0, 0].legend(fontsize=8, loc="best")
@@ -103,11 +117,22 @@ def plot_clusters(raws: list[dict], table: str, budget: str, path: Path) -> Path
             ax = axes[row, col]
             image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=1, aspect="auto")
             for (i, j), value in np.ndenumerate(matrix):
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center",
-                        color="white" if value < 0.6 else "black", fontsize=9)
+                ax.text(
+                    j,
+                    i,
+                    f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    color="white" if value < 0.6 else "black",
+                    fontsize=9,
+                )
             ax.set_yticks(range(len(families)), families)
-            ax.set_xticks(range(matrix.shape[1]), [f"cluster {k + 1}" for k in range(matrix.shape[1])])
-            ax.set_title(f"{METHOD_LABELS.get(raw['method'], raw['method'])} {raw['setting']}: {level} assignment")
+            ax.set_xticks(
+                range(matrix.shape[1]), [f"cluster {k + 1}" for k in range(matrix.shape[1])]
+            )
+            ax.set_title(
+                f"{METHOD_LABELS.get(raw['method'], raw['method'])} {raw['setting']}: {level} assignment"
+            )
             fig.colorbar(image, ax=ax, fraction=0.046)
     fig.suptitle(f"{table}: mean soft cluster assignment per task family (budget {budget})")
     path = _save(fig, path)
@@ -132,12 +157,23 @@ def plot_growth(raws: list[dict], table: str, budget: str, path: Path) -> Path |
     order = TABLES[table].methods
     for raw in sorted(raws, key=lambda r: order.index(r["method"])):
         points = np.array(raw["window_query_loss"])
-        ax.plot(points[:, 0], points[:, 1], marker=".", color=colours.get(raw["method"]),
-                label=METHOD_LABELS.get(raw["method"], raw["method"]))
+        ax.plot(
+            points[:, 0],
+            points[:, 1],
+            marker=".",
+            color=colours.get(raw["method"]),
+            label=METHOD_LABELS.get(raw["method"], raw["method"]),
+        )
         for event in raw.get("events", []):
             ax.axvline(event["iteration"], color=colours.get(raw["method"]), ls=":", lw=1.5)
-            ax.annotate(f"+cluster ({event['n_clusters']})", (event["iteration"], event["window_loss"]),
-                        textcoords="offset points", xytext=(4, 8), fontsize=8, color="tab:green")
+            ax.annotate(
+                f"+cluster ({event['n_clusters']})",
+                (event["iteration"], event["window_loss"]),
+                textcoords="offset points",
+                xytext=(4, 8),
+                fontsize=8,
+                color="tab:green",
+            )
     for start, family in CONTINUAL_SCHEDULE:
         if start > 0:
             ax.axvline(start, color="grey", ls="--", lw=1)
@@ -145,7 +181,9 @@ def plot_growth(raws: list[dict], table: str, budget: str, path: Path) -> Path |
     ax.set_yscale("log")
     ax.set_xlabel("meta-training iteration")
     ax.set_ylabel("window mean post-adaptation query MSE")
-    ax.set_title(f"{table}: continual stream, window losses (budget {budget}); dotted: cluster added")
+    ax.set_title(
+        f"{table}: continual stream, window losses (budget {budget}); dotted: cluster added"
+    )
     ax.legend()
     path = _save(fig, path)
     plt.close(fig)
@@ -186,7 +224,9 @@ def growth_note(raws: list[dict]) -> str | None:
         return None
     if not lines:
         return "HSML-D added no cluster in this run (the window loss never rose above μ times the previous window's)."
-    return "Cluster growth (`figures/T2_growth.png`):\n\n" + "\n".join(f"- {line}" for line in lines)
+    return "Cluster growth (`figures/T2_growth.png`):\n\n" + "\n".join(
+        f"- {line}" for line in lines
+    )
 
 
 def cluster_note(raws: list[dict], table: str = "T1") -> str | None:
@@ -199,7 +239,8 @@ def cluster_note(raws: list[dict], table: str = "T1") -> str | None:
         if not by_family:
             continue
         described = ", ".join(
-            f"{family} → cluster {int(np.argmax(v)) + 1} ({max(v):.2f})" for family, v in by_family.items()
+            f"{family} → cluster {int(np.argmax(v)) + 1} ({max(v):.2f})"
+            for family, v in by_family.items()
         )
         parts.append(f"{raw['setting']}: {described}")
     if not parts:

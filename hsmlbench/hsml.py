@@ -25,7 +25,9 @@ class ClusterTree(nn.Module):
         if len(clusters) != 2:
             raise ValueError(f"clusters={clusters}: the tree has exactly two levels below the root")
         if level2 not in ("code", "centres"):
-            raise ValueError(f"level2={level2!r}: choose 'code' (authors' code) or 'centres' (paper text)")
+            raise ValueError(
+                f"level2={level2!r}: choose 'code' (authors' code) or 'centres' (paper text)"
+            )
         k1, k2 = clusters
         self.sigma, self.level2, self.dim = sigma, level2, dim
         self._init_level1(k1, dim)

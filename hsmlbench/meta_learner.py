@@ -58,7 +58,9 @@ class MetaLearner(nn.Module):
         return self.task_loss(prediction, target)
 
     def _support_loss(self, batch: TaskBatch, ctx: TaskContext):
-        return lambda params: self.task_loss(self.predict(params, batch.x_support, ctx), batch.y_support)
+        return lambda params: self.task_loss(
+            self.predict(params, batch.x_support, ctx), batch.y_support
+        )
 
     def meta_loss(self, batch: TaskBatch, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean post-adaptation query MSE over the meta-batch (+ the method's auxiliary loss).
@@ -93,7 +95,9 @@ class MetaLearner(nn.Module):
         curve = []
         for step in range(steps + 1):
             with torch.no_grad():
-                curve.append(self.query_metric(self.predict(params, batch.x_query, ctx), batch.y_query))
+                curve.append(
+                    self.query_metric(self.predict(params, batch.x_query, ctx), batch.y_query)
+                )
             if step < steps:
                 with torch.enable_grad():
                     params = inner_step(

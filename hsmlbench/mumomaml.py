@@ -36,6 +36,4 @@ class MUMOMAML(MetaLearner):
         n = batch.n_tasks
         embedding = self.encoder(torch.cat([batch.x_support, batch.y_support], dim=-1))
         film = tuple(tuple(head(embedding).chunk(2, dim=-1)) for head in self.film_heads)
-        return TaskContext(
-            init_params=tuple(p.expand(n, *p.shape) for p in self.theta0), film=film
-        )
+        return TaskContext(init_params=tuple(p.expand(n, *p.shape) for p in self.theta0), film=film)

@@ -141,7 +141,9 @@ def run_job(job: Job, out_dir: Path, work_dir: Path, progress: bool = True) -> d
         "iterations": config.budget.iterations,
         "wall_time_s": trained.wall_time_s,
         "train_query_loss": _downsample(trained.query_losses),
-        "window_query_loss": _windows(trained.query_losses, config.continual.window if config.continual else 1000),
+        "window_query_loss": _windows(
+            trained.query_losses, config.continual.window if config.continual else 1000
+        ),
         "events": trained.events,
         "environment": environment_info(),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -177,7 +179,11 @@ def assemble_table(table: str, budget: str, out_dir: Path) -> dict:
             json.loads(p.read_text())
             for p in (Path(out_dir) / "runs" / table).glob(f"*-{budget}.json")
         ),
-        key=lambda r: (spec.methods.index(r["method"]), spec.settings.index(r["setting"]), r["seed"]),
+        key=lambda r: (
+            spec.methods.index(r["method"]),
+            spec.settings.index(r["setting"]),
+            r["seed"],
+        ),
     )
     if not raws:
         raise FileNotFoundError(f"no finished runs of {table} at budget {budget} under {out_dir}")
@@ -223,7 +229,9 @@ def reproduce(
     for number, job in enumerate(jobs, 1):
         log(f"[{number}/{len(jobs)}] {job.name} (budget {job.budget})")
         raw = run_job(job, out_dir, work_dir, progress)
-        log(f"    {job.name}: mean {raw['mean']:.4f} ± {raw['ci95']:.4f} over {raw['n_tasks']} tasks")
+        log(
+            f"    {job.name}: mean {raw['mean']:.4f} ± {raw['ci95']:.4f} over {raw['n_tasks']} tasks"
+        )
     written = []
     for table, budget in dict.fromkeys((j.table, j.budget) for j in jobs):
         written += write_table(table, budget, out_dir)

@@ -44,7 +44,9 @@ def environment_info(device: str = "cpu") -> dict:
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
     if device == "cpu":
-        name = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        name = (
+            f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        )
     else:
         name = torch.cuda.get_device_name(torch.device(device))
     return {
@@ -61,7 +63,9 @@ def load_table(path: Path) -> dict:
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"no results file at {path}; run `hsmlbench reproduce` first") from None
+        raise FileNotFoundError(
+            f"no results file at {path}; run `hsmlbench reproduce` first"
+        ) from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not valid JSON ({error}); re-run the table") from None
     for key in ("table", "rows", "budget"):
@@ -116,7 +120,10 @@ def summarize(data: dict) -> dict:
     alternative = "less" if lower_is_better else "greater"
     comparisons, missing = [], []
     for claim in CLAIMS.get(data["table"], ()):
-        better, worse = by_key.get((claim.better, claim.setting)), by_key.get((claim.worse, claim.setting))
+        better, worse = (
+            by_key.get((claim.better, claim.setting)),
+            by_key.get((claim.worse, claim.setting)),
+        )
         if better is None or worse is None:
             missing.append(claim.text)
             continue

@@ -49,7 +49,9 @@ class BiLSTMEncoder(nn.Module):
     def __init__(self, item_features: int, hidden: int, layers: int) -> None:
         super().__init__()
         self.hidden = hidden
-        self.lstm = nn.LSTM(item_features, hidden, num_layers=layers, bidirectional=True, batch_first=True)
+        self.lstm = nn.LSTM(
+            item_features, hidden, num_layers=layers, bidirectional=True, batch_first=True
+        )
 
     @property
     def out_features(self) -> int:

@@ -6,9 +6,8 @@ seed yields the same tasks on any machine; tensors move to the device afterwards
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 
 import torch
 

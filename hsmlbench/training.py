@@ -155,9 +155,7 @@ def train(
             optimizer = model.after_iteration(iteration, query_losses, optimizer, events)
         bar.update(iteration + 1, loss_value)
         done = iteration + 1
-        if checkpoint is not None and (
-            done % config.budget.checkpoint_every == 0 or done == end
-        ):
+        if checkpoint is not None and (done % config.budget.checkpoint_every == 0 or done == end):
             _save_checkpoint(checkpoint, snapshot(done))
     bar.close(end, losses[-1] if losses else float("nan"))
     wall = elapsed_before + time.perf_counter() - t0

@@ -17,8 +17,11 @@ CELLS = [(m, s) for m in TABLES["T1"].methods for s in TABLES["T1"].settings]
 def test_T1_cell(benchmark, budget, method, setting):
     job = Job("T1", method, setting, 0, budget)
     raw = benchmark.pedantic(
-        run_job, args=(job, default_out_dir(budget), "runs"), kwargs={"progress": False},
-        rounds=1, iterations=1,
+        run_job,
+        args=(job, default_out_dir(budget), "runs"),
+        kwargs={"progress": False},
+        rounds=1,
+        iterations=1,
     )
     benchmark.extra_info.update(
         {"budget": budget, "mse": raw["mean"], "ci95": raw["ci95"], "n_tasks": raw["n_tasks"]}
@@ -33,5 +36,9 @@ def test_T1_table_and_comparisons(benchmark, budget):
     )
     text = md_path.read_text()
     assert budget in text
-    for claim in ("hsml better than mumomaml", "hsml better than maml", "mumomaml better than maml"):
+    for claim in (
+        "hsml better than mumomaml",
+        "hsml better than maml",
+        "mumomaml better than maml",
+    ):
         assert claim in text

@@ -31,7 +31,9 @@ def _iteration_fn(method: str):
         return loss
 
     def per_task():
-        loss = per_task_maml_meta_loss(list(model.theta0), batch, config.inner_lr, config.inner_steps_train)
+        loss = per_task_maml_meta_loss(
+            list(model.theta0), batch, config.inner_lr, config.inner_steps_train
+        )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -32,18 +32,39 @@ def test_bad_arguments_exit_2_with_one_line_and_write_nothing(argv, message, tmp
 def test_file_in_place_of_output_folder_is_reported(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    assert main(["reproduce", "--budget", "smoke", "--methods", "maml", "--out", str(blocker / "x")]) == 2
+    assert (
+        main(["reproduce", "--budget", "smoke", "--methods", "maml", "--out", str(blocker / "x")])
+        == 2
+    )
     assert "not writable" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_smoke_reproduction_of_the_maml_row_writes_table_and_json(tmp_path):
     out = tmp_path / "x"
-    cmd = [sys.executable, "-m", "hsmlbench.cli", "reproduce", "--tables", "T1", "--methods", "maml",
-           "--budget", "smoke", "--out", str(out), "--work-dir", str(tmp_path / "w"), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hsmlbench.cli",
+        "reproduce",
+        "--tables",
+        "T1",
+        "--methods",
+        "maml",
+        "--budget",
+        "smoke",
+        "--out",
+        str(out),
+        "--work-dir",
+        str(tmp_path / "w"),
+        "--quiet",
+    ]
     subprocess.run(cmd, check=True, capture_output=True, timeout=600)
     data = json.loads((out / "T1.json").read_text())
-    assert {(r["method"], r["setting"]) for r in data["rows"]} == {("maml", "5-shot"), ("maml", "10-shot")}
+    assert {(r["method"], r["setting"]) for r in data["rows"]} == {
+        ("maml", "5-shot"),
+        ("maml", "10-shot"),
+    }
     for row in data["rows"]:
         assert ROW_FIELDS <= row.keys() and len(row["per_task"]) == row["n_tasks"] == 200
     markdown = (out / "T1.md").read_text()

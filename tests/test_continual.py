@@ -53,7 +53,9 @@ def test_adding_a_far_cluster_keeps_outputs_and_optimizer_state():
     # u_j (PAPER.md §3's formula), so outputs are exactly unchanged only while u = 0.
     with torch.no_grad():
         model.tree.ub.zero_()
-    before_state = {p: {k: v.clone() for k, v in optimizer.state[p].items()} for p in model.parameters()}
+    before_state = {
+        p: {k: v.clone() for k, v in optimizer.state[p].items()} for p in model.parameters()
+    }
     before = model.task_context(batch)
     new = model.add_cluster()
     optimizer.add_param_group({"params": new})
@@ -91,5 +93,7 @@ def test_resume_across_a_growth_event_equals_an_uninterrupted_run(tmp_path, stop
     resumed = train(config, seed=0, run_dir=tmp_path / "cut", resume=True, progress=False)
     assert resumed.model.tree.n_clusters == 5
     assert resumed.losses == full.losses and resumed.events == full.events
-    for (name, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
+    for (name, a), (_, b) in zip(
+        full.model.state_dict().items(), resumed.model.state_dict().items()
+    ):
         assert torch.equal(a, b), name

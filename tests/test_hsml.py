@@ -15,7 +15,9 @@ def dense_tree(tree: ClusterTree, h: torch.Tensor):
     ps, qs, roots = [], [], []
     k1, k2 = tree.w1.shape[0], tree.w2.shape[1]
     for hi in h:
-        logits = torch.stack([-((hi - tree.centres[k]) ** 2).sum() / (2 * tree.sigma) for k in range(k1)])
+        logits = torch.stack(
+            [-((hi - tree.centres[k]) ** 2).sum() / (2 * tree.sigma) for k in range(k1)]
+        )
         p = torch.exp(logits - logits.max())
         p = p / p.sum()
         nodes1 = [p[k] * torch.tanh(hi @ tree.w1[k] + tree.b1[k]) for k in range(k1)]
@@ -89,7 +91,9 @@ def test_maml_is_hsml_with_unit_gates():
     batch = sample_tasks(5, 5, 10, task_generator(0), dtype=torch.float64)
     (g_hsml,) = torch.autograd.grad(hsml.meta_loss(batch, 3)[0], [hsml.theta0])
     g_maml = torch.autograd.grad(maml.meta_loss(batch, 3)[0], list(maml.theta0))
-    torch.testing.assert_close(g_hsml, torch.cat([g.flatten() for g in g_maml]), rtol=1e-10, atol=1e-13)
+    torch.testing.assert_close(
+        g_hsml, torch.cat([g.flatten() for g in g_maml]), rtol=1e-10, atol=1e-13
+    )
 
 
 def test_batched_hsml_meta_gradient_equals_per_task_loop():

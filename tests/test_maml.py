@@ -42,7 +42,9 @@ def test_first_order_differs_from_second_order():
 
 def test_gradient_clamp_bounds_each_inner_update():
     model, batch, _ = _model_and_batch(seed=2)
-    params = tuple(p.detach().expand(batch.n_tasks, *p.shape).clone().requires_grad_() for p in model.theta0)
+    params = tuple(
+        p.detach().expand(batch.n_tasks, *p.shape).clone().requires_grad_() for p in model.theta0
+    )
 
     def support_loss(ps):
         return 1e6 * mse_per_task(mlp_forward(ps, batch.x_support), batch.y_support)

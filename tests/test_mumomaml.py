@@ -13,7 +13,9 @@ def test_film_with_zero_gamma_and_beta_leaves_the_base_learner_unchanged():
     params = tuple(p.expand(3, *p.shape) for p in model.theta0)
     x = torch.randn(3, 7, 1)
     zeros = torch.zeros(3, 40)
-    torch.testing.assert_close(mlp_forward(params, x, ((zeros, zeros), (zeros, zeros))), mlp_forward(params, x))
+    torch.testing.assert_close(
+        mlp_forward(params, x, ((zeros, zeros), (zeros, zeros))), mlp_forward(params, x)
+    )
 
 
 def test_film_is_applied_before_the_relu():
@@ -35,10 +37,14 @@ def test_encoder_is_not_adapted_but_receives_meta_gradients():
     batch = sample_tasks(4, 5, 10, task_generator(0), dtype=torch.float64)
     ctx = model.task_context(batch)
     # the inner loop adapts exactly the base parameters: nothing of the encoder is among them
-    encoder_ids = {id(p) for p in model.encoder.parameters()} | {id(p) for p in model.film_heads.parameters()}
+    encoder_ids = {id(p) for p in model.encoder.parameters()} | {
+        id(p) for p in model.film_heads.parameters()
+    }
     assert not encoder_ids & {id(p) for p in ctx.init_params}
     loss, _ = model.meta_loss(batch, 3)
-    grads = torch.autograd.grad(loss, list(model.encoder.parameters()) + list(model.film_heads.parameters()))
+    grads = torch.autograd.grad(
+        loss, list(model.encoder.parameters()) + list(model.film_heads.parameters())
+    )
     assert all(torch.isfinite(g).all() for g in grads)
     assert sum(g.abs().sum() for g in grads) > 0
     # changing the encoder changes the adapted model: modulation reaches the query loss

@@ -43,7 +43,7 @@ def test_paired_test_matches_scipy_and_direction():
 
 def test_paired_t_by_hand():
     a, b = np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.5, 4.5])
-    d = a - b  # −1, −0.5, −1.5: mean −1, sample std 0.5
+    # a − b = −1, −0.5, −1.5: mean −1, sample std 0.5
     t = -1.0 / (0.5 / math.sqrt(3))
     assert st.paired_test(a, b, "less").t_p == pytest.approx(stats.t.cdf(t, df=2))
 

@@ -24,13 +24,17 @@ def closed_form(family: str, p: np.ndarray, x: np.ndarray, quadratic_form: str) 
 
 @pytest.mark.parametrize("quadratic_form", ["standard", "vertex"])
 def test_each_family_matches_its_closed_form(quadratic_form):
-    batch = sample_tasks(400, 5, 10, task_generator(0), quadratic_form=quadratic_form, dtype=torch.float64)
+    batch = sample_tasks(
+        400, 5, 10, task_generator(0), quadratic_form=quadratic_form, dtype=torch.float64
+    )
     for i in range(batch.n_tasks):
         name = FAMILIES[int(batch.family[i])]
         p = batch.params[i].numpy()
         for x, y in ((batch.x_support, batch.y_support), (batch.x_query, batch.y_query)):
             np.testing.assert_allclose(
-                y[i, :, 0].numpy(), closed_form(name, p, x[i, :, 0].numpy(), quadratic_form), rtol=1e-12
+                y[i, :, 0].numpy(),
+                closed_form(name, p, x[i, :, 0].numpy(), quadratic_form),
+                rtol=1e-12,
             )
 
 

@@ -21,7 +21,9 @@ def test_resumed_run_equals_uninterrupted_run_bit_for_bit(tmp_path, method, stop
     train(config, seed=0, run_dir=tmp_path / "cut", progress=False, stop_after=stop_after)
     resumed = train(config, seed=0, run_dir=tmp_path / "cut", resume=True, progress=False)
     assert resumed.losses == full.losses
-    for (name, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
+    for (name, a), (_, b) in zip(
+        full.model.state_dict().items(), resumed.model.state_dict().items()
+    ):
         assert torch.equal(a, b), name
 
 
