@@ -1,6 +1,8 @@
 """Command line: ``hsmlbench reproduce | train | evaluate | report``.
 
 Bad arguments end with one line on stderr and exit code 2, before anything is written.
+``reproduce`` exits 3 when some job of the grid failed (after writing the tables of the jobs
+that finished; re-running the same command retries only the failed and missing jobs).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from hsmlbench.configs import BUDGETS, TABLES
 
 EXIT_USAGE = 2
+EXIT_INCOMPLETE = 3
 
 
 class UsageError(Exception):
@@ -52,6 +55,24 @@ def _parser() -> argparse.ArgumentParser:
         "--work-dir", type=Path, default=Path("runs"), help="checkpoints (resumed on re-run)"
     )
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
+    rep.add_argument(
+        "--jobs",
+        type=int,
+        help="jobs run at once on this machine, each in its own process with cores/N torch "
+        "threads (default: one per core, at most one per job; 1: one after another in this "
+        "process, with progress bars)",
+    )
+    rep.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local (default) or ray: each job a Ray task on a cluster (pip install 'hsmlbench[ray]')",
+    )
+    rep.add_argument(
+        "--address",
+        help="with --executor ray: auto or ray://host:port (default: $RAY_ADDRESS, else a local "
+        "Ray instance)",
+    )
 
     tr = sub.add_parser("train", help="train one table cell, with checkpoints")
     _cell_arguments(tr)
@@ -87,20 +108,51 @@ def _config(args):
 
 
 def _reproduce(args) -> int:
+    from functools import partial
+
+    from hsmlbench.executors import ExecutorUnavailable, import_ray
     from hsmlbench.reproduce import plan, reproduce
 
     if args.seeds < 1:
         raise UsageError(f"--seeds {args.seeds}: need at least 1")
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: need at least 1")
+    if args.executor == "ray" and args.jobs is not None:
+        raise UsageError("--jobs is for --executor local; Ray places jobs by the cluster's CPUs")
+    if args.executor != "ray" and args.address is not None:
+        raise UsageError("--address needs --executor ray")
     try:
         jobs = plan(args.tables, args.methods, args.seeds, args.budget, args.settings)
+        if args.executor == "ray":
+            import_ray()
     except KeyError as error:
         raise UsageError(error.args[0]) from None
+    except ExecutorUnavailable as error:
+        raise UsageError(str(error)) from None
     out = args.out or default_out_dir(args.budget)
     _check_writable(out)
-    written = reproduce(jobs, out, args.work_dir, progress=not args.quiet)
-    for path in written:
+    report = reproduce(
+        jobs,
+        out,
+        args.work_dir,
+        progress=not args.quiet,
+        log=partial(print, flush=True),
+        workers=args.jobs,
+        executor=args.executor,
+        address=args.address,
+    )
+    for path in report.written:
         print(f"wrote {path}")
-    return 0
+    if report.complete:
+        return 0
+    print(
+        f"hsmlbench: {len(report.failed)} of {report.total} jobs failed; the tables show the "
+        f"{report.finished} that finished. Re-run the same command to retry them.",
+        file=sys.stderr,
+    )
+    for job, error, traceback_file in report.failed:
+        print(f"  {job.name}: {error} (traceback: {traceback_file})", file=sys.stderr)
+    return EXIT_INCOMPLETE
 
 
 def _train(args) -> int:

@@ -68,22 +68,7 @@ def adapted_predictions(
     model: MetaLearner, tasks: TaskBatch, steps: int, x_grid: torch.Tensor
 ) -> np.ndarray:
     """Predictions on ``x_grid`` [G] after ``steps`` inner steps, per task: [T, G] (figures)."""
-    with torch.no_grad():
-        ctx = model.task_context(tasks)
-    params = tuple(p.detach().requires_grad_(True) for p in ctx.init_params)
-    support_loss = model._support_loss(tasks, ctx)
-    from hsmlbench.inner_loop import inner_step
-
-    for _ in range(steps):
-        with torch.enable_grad():
-            params = inner_step(
-                params,
-                support_loss,
-                model.inner_lr,
-                second_order=False,
-                grad_clamp=model.inner_grad_clamp,
-            )
-        params = tuple(p.detach().requires_grad_(True) for p in params)
+    *_, (params, ctx) = model.evaluation_steps(tasks, steps)
     grid = x_grid.view(1, -1, 1).expand(tasks.n_tasks, -1, 1).to(tasks.x_support)
     with torch.no_grad():
         return model.predict(params, grid, ctx)[..., 0].cpu().numpy()

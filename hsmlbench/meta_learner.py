@@ -82,30 +82,34 @@ class MetaLearner(nn.Module):
             loss = loss + ctx.aux_loss
         return loss, query
 
-    def query_curve(self, batch: TaskBatch, steps: int) -> tuple[torch.Tensor, TaskContext]:
-        """Query metric before adaptation and after each of ``steps`` steps: [T, steps + 1].
+    def evaluation_steps(self, batch: TaskBatch, steps: int):
+        """Yields ``(params, ctx)`` before adaptation and after each of ``steps`` inner steps.
 
-        Evaluation needs no meta-gradient, so the inner steps keep no graph.
+        Evaluation needs no meta-gradient, so the inner steps keep no graph (first order).
         """
         with torch.no_grad():
             ctx = self.task_context(batch)
-        ctx.init_params = tuple(p.detach().requires_grad_(True) for p in ctx.init_params)
+        params = tuple(p.detach().requires_grad_(True) for p in ctx.init_params)
         support_loss = self._support_loss(batch, ctx)
-        params = ctx.init_params
+        yield params, ctx
+        for _ in range(steps):
+            with torch.enable_grad():
+                params = inner_step(
+                    params,
+                    support_loss,
+                    self.inner_lr,
+                    second_order=False,
+                    grad_clamp=self.inner_grad_clamp,
+                )
+            params = tuple(p.detach().requires_grad_(True) for p in params)
+            yield params, ctx
+
+    def query_curve(self, batch: TaskBatch, steps: int) -> tuple[torch.Tensor, TaskContext]:
+        """Query metric before adaptation and after each of ``steps`` steps: [T, steps + 1]."""
         curve = []
-        for step in range(steps + 1):
+        for params, ctx in self.evaluation_steps(batch, steps):
             with torch.no_grad():
                 curve.append(
                     self.query_metric(self.predict(params, batch.x_query, ctx), batch.y_query)
                 )
-            if step < steps:
-                with torch.enable_grad():
-                    params = inner_step(
-                        params,
-                        support_loss,
-                        self.inner_lr,
-                        second_order=False,
-                        grad_clamp=self.inner_grad_clamp,
-                    )
-                params = tuple(p.detach().requires_grad_(True) for p in params)
         return torch.stack(curve, dim=1), ctx

@@ -2,22 +2,32 @@
 
 Each job trains (resuming from its checkpoint if one exists), evaluates on the table's fixed
 test tasks, and writes its raw result file atomically. A table is assembled from whatever raw
-files exist for it at that budget, so finished jobs are never re-run or lost.
+files exist for it at that budget, so finished jobs are never re-run or lost. The grid runs
+in this process, on a local process pool or on a Ray cluster (``hsmlbench.executors``); a job
+that fails is reported and the others go on.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
+import hashlib
+import importlib.util
 import json
 import resource
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+import hsmlbench
+from hsmlbench import executors
 from hsmlbench.atomic import write_json, write_text
 from hsmlbench.configs import BUDGETS, TABLES, run_config
 from hsmlbench.evaluation import adapted_predictions, evaluate, evaluation_tasks
+from hsmlbench.progress import _format_seconds
 from hsmlbench.results import environment_info, render_markdown, summarize
 from hsmlbench.tasks import FAMILIES
 from hsmlbench.training import CHECKPOINT, train
@@ -40,6 +50,16 @@ class Job:
     @property
     def config(self):
         return run_config(self.table, self.method, self.setting, self.budget)
+
+    @property
+    def device(self) -> str:
+        """Where the job computes: its config's ``device`` if it declares one, else the CPU."""
+        return str(getattr(self.config, "device", "cpu"))
+
+    @property
+    def gpus(self) -> int:
+        """GPUs the job asks a cluster for (Ray's ``num_gpus``)."""
+        return 1 if self.device.startswith("cuda") else 0
 
 
 def plan(
@@ -75,6 +95,108 @@ def raw_path(out_dir: Path, job: Job) -> Path:
     return Path(out_dir) / "runs" / job.table / f"{job.name}-{job.budget}.json"
 
 
+def run_dir(work_dir: Path, job: Job) -> Path:
+    """The job's checkpoints (and, after a failure, its ``error.txt``)."""
+    return Path(work_dir) / job.budget / job.name
+
+
+def error_path(work_dir: Path, job: Job) -> Path:
+    return run_dir(work_dir, job) / "error.txt"
+
+
+CODE_VERSION_FILE = "code_version.txt"  # beside a checkpoint: the code that started it
+
+
+def _module_file(name: str) -> Path | None:
+    """The source file of an hsmlbench module, found without importing it."""
+    parts = name.split(".")
+    if parts[:2] == ["hsmlbench", "kernels"]:
+        spec = importlib.util.find_spec("hsmlbench.kernels")  # imports hsmlbench only
+        root, rest = Path(list(spec.submodule_search_locations)[0]), parts[2:]
+    else:
+        root, rest = Path(hsmlbench.__file__).parent, parts[1:]
+    base = root.joinpath(*rest)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_names(path: Path, module: str) -> set[str]:
+    """Every hsmlbench module that ``path`` imports anywhere (top level or in a function)."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            names.add(base)
+            names |= {f"{base}.{alias.name}" for alias in node.names}  # submodules
+    return {n for n in names if n == "hsmlbench" or n.startswith("hsmlbench.")}
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """The package version plus a hash of the source of every hsmlbench module that this
+    module imports, directly or not (read from the import statements, lazy ones included).
+
+    It names the code that computes a job's result; editing a module outside that closure
+    (the CLI, the image tables) does not make finished regression jobs stale. Computed once
+    per process, i.e. for the code the process loaded.
+    """
+    todo, files = ["hsmlbench.reproduce"], {}
+    while todo:
+        name = todo.pop()
+        parents = [".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)]
+        for module in [*parents, name]:
+            if module in files:
+                continue
+            path = _module_file(module)
+            files[module] = path
+            if path is not None:
+                todo += sorted(_imported_names(path, module) - files.keys())
+    digest = hashlib.sha256()
+    for module in sorted(m for m, p in files.items() if p is not None):
+        digest.update(module.encode() + b"\0" + files[module].read_bytes() + b"\0")
+    return f"{hsmlbench.__version__}+{digest.hexdigest()[:12]}"
+
+
+def finished_result(job: Job, out_dir: Path) -> dict | None:
+    """The job's raw result if it is finished for this config, seed and code version.
+
+    A raw file without ``code_version`` (written before the field existed, e.g. the committed
+    paper-budget runs) is of unknown version and is still reused: only a file that names a
+    different version is stale.
+    """
+    path = raw_path(out_dir, job)
+    if not path.exists():
+        return None
+    done = json.loads(path.read_text())
+    if not job.config.matches(done.get("config", {})) or done.get("seed", job.seed) != job.seed:
+        return None
+    if done.get("code_version", code_version()) != code_version():
+        return None
+    return done
+
+
+def _prepare_run_dir(folder: Path) -> bool:
+    """Whether to resume from the checkpoint in ``folder``, tagging the run with this code.
+
+    A checkpoint started by another code version is renamed aside (kept, not resumed), so a
+    stale job trains again from scratch; one with no tag (older than the tag) is resumed.
+    """
+    checkpoint, tag = folder / CHECKPOINT, folder / CODE_VERSION_FILE
+    started_by = tag.read_text().strip() if tag.exists() else None
+    if checkpoint.exists() and started_by not in (None, code_version()):
+        checkpoint.rename(folder / f"checkpoint-{started_by}.pt")
+    write_text(tag, code_version() + "\n")  # from here on the run goes on under this code
+    return checkpoint.exists()
+
+
 def _fit_examples(model, config) -> dict:
     """For the first test task of each family: support points and adapted predictions."""
     tasks = evaluation_tasks(config)
@@ -98,16 +220,16 @@ def _fit_examples(model, config) -> dict:
 
 
 def run_job(job: Job, out_dir: Path, work_dir: Path, progress: bool = True) -> dict:
-    """Runs one job (or loads its finished result) and returns its raw result."""
+    """Runs one job (or loads its finished result, see ``finished_result``) and returns its
+    raw result, also written atomically to ``raw_path(out_dir, job)``."""
     config = job.config
     path = raw_path(out_dir, job)
-    if path.exists():
-        done = json.loads(path.read_text())
-        if config.matches(done.get("config", {})):
-            return done
-    run_dir = Path(work_dir) / job.budget / job.name
-    resume = (run_dir / CHECKPOINT).exists()
-    trained = train(config, job.seed, run_dir, resume=resume, progress=progress)
+    done = finished_result(job, out_dir)
+    if done is not None:
+        return done
+    folder = run_dir(work_dir, job)
+    resume = _prepare_run_dir(folder)
+    trained = train(config, job.seed, folder, resume=resume, progress=progress)
     result = evaluate(trained.model, config)
     per_task = result.headline
     assignments = {
@@ -145,7 +267,8 @@ def run_job(job: Job, out_dir: Path, work_dir: Path, progress: bool = True) -> d
             trained.query_losses, config.continual.window if config.continual else 1000
         ),
         "events": trained.events,
-        "environment": environment_info(),
+        "code_version": code_version(),
+        "environment": environment_info(job.device),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "config": config.to_dict(),
     }
@@ -222,23 +345,153 @@ def write_table(table: str, budget: str, out_dir: Path) -> tuple[Path, Path]:
     return json_path, md_path
 
 
-def reproduce(
-    jobs: list[Job], out_dir: Path, work_dir: Path, progress: bool = True, log=print
-) -> list[Path]:
-    """Runs every job in order, then writes each table's JSON and markdown."""
-    for number, job in enumerate(jobs, 1):
-        log(f"[{number}/{len(jobs)}] {job.name} (budget {job.budget})")
-        raw = run_job(job, out_dir, work_dir, progress)
-        log(
-            f"    {job.name}: mean {raw['mean']:.4f} ± {raw['ci95']:.4f} over {raw['n_tasks']} tasks"
+def _grid_job(
+    job: Job, out_dir: Path, work_dir: Path, progress: bool, expected_version: str | None
+) -> dict:
+    """``run_job`` as executors call it. With ``expected_version`` (Ray), a node whose
+    installed hsmlbench differs from the driver's fails the job at once instead of writing
+    results of other code."""
+    if expected_version is not None and code_version() != expected_version:
+        import platform
+
+        raise RuntimeError(
+            f"hsmlbench on {platform.node()} is {code_version()}, the driver's is "
+            f"{expected_version}: install the same hsmlbench on every node of the cluster"
         )
-    written = []
+    return run_job(job, out_dir, work_dir, progress)
+
+
+@dataclass
+class GridReport:
+    """What a grid run did: files written, jobs finished (reused ones included), failures."""
+
+    total: int
+    finished: int = 0
+    reused: int = 0
+    failed: list[tuple[Job, str, Path]] = field(default_factory=list)  # job, error, traceback
+    written: list[Path] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.finished == self.total
+
+
+class GridProgress:
+    """Tracks a grid and logs one line per change (a job started, finished or failed):
+    done / running / failed / queued and an ETA. Plain lines, so logs and pipes read well."""
+
+    def __init__(
+        self, report: GridReport, work_dir: Path, log, running_word: str = "running"
+    ) -> None:
+        self.report, self.work_dir, self.log = report, Path(work_dir), log
+        self.running_word = running_word
+        self.running = 0
+        self.t0 = time.perf_counter()
+        self.on_success = None  # called with each successful Outcome (Ray: write its raw file)
+
+    def _status(self) -> str:
+        r = self.report
+        ended = r.finished - r.reused + len(r.failed)
+        queued = r.total - r.finished - len(r.failed) - self.running
+        left = queued + self.running
+        if left == 0:
+            eta = "00:00"
+        elif ended == 0:
+            eta = "?"
+        else:
+            eta = _format_seconds((time.perf_counter() - self.t0) / ended * left)
+        return (
+            f"[grid: {r.finished}/{r.total} done, {self.running} {self.running_word}, "
+            f"{len(r.failed)} failed, {queued} queued, ETA {eta}]"
+        )
+
+    def skipped(self, jobs: list[Job]) -> None:
+        self.report.finished += len(jobs)
+        self.report.reused += len(jobs)
+        if jobs:
+            self.log(f"{self._status()} {len(jobs)} finished already (same config, seed, code)")
+
+    def started(self, job: Job) -> None:
+        self.running += 1
+        self.log(f"{self._status()} started {job.name}")
+
+    def finished(self, outcome: executors.Outcome) -> None:
+        job, self.running = outcome.job, self.running - 1
+        errors = error_path(self.work_dir, job)
+        if outcome.ok:
+            if self.on_success is not None:
+                self.on_success(outcome)
+            errors.unlink(missing_ok=True)
+            self.report.finished += 1
+            raw = outcome.raw
+            self.log(
+                f"{self._status()} finished {job.name}: mean {raw['mean']:.4f} ± "
+                f"{raw['ci95']:.4f} over {raw['n_tasks']} tasks, {outcome.seconds:.0f} s"
+                + (f" on {outcome.host}" if outcome.host else "")
+            )
+            return
+        write_text(errors, (f"host: {outcome.host}\n" if outcome.host else "") + outcome.traceback)
+        self.report.failed.append((job, outcome.error, errors))
+        self.log(f"{self._status()} FAILED {job.name}: {outcome.error} (traceback: {errors})")
+
+
+def reproduce(
+    jobs: list[Job],
+    out_dir: Path,
+    work_dir: Path,
+    progress: bool = True,
+    log=print,
+    *,
+    workers: int | None = None,
+    executor: str = "local",
+    address: str | None = None,
+) -> GridReport:
+    """Runs the grid's unfinished jobs, then writes each table's JSON, markdown and figures
+    from whatever jobs are finished.
+
+    ``executor="local"``: ``workers`` processes (default: one per core, at most one per job);
+    1 runs the jobs one after another in this process, with per-job progress bars.
+    ``executor="ray"``: one Ray task per job on the cluster at ``address``; raw results come
+    back to this process and are written under ``out_dir``; ``work_dir`` (checkpoints) should
+    be on a filesystem every node shares. A failed job does not stop the others: it is in
+    ``GridReport.failed`` with its traceback in ``error_path(work_dir, job)``.
+    """
+    report = GridReport(total=len(jobs))
+    done = [job for job in jobs if finished_result(job, out_dir) is not None]
+    todo = [job for job in jobs if job not in done]
+    if executor == "ray":
+        executors.import_ray()  # before any line is logged
+        tracker = GridProgress(report, work_dir, log, running_word="submitted")
+        tracker.skipped(done)
+        work = Path(work_dir).resolve()
+        tracker.on_success = lambda o: write_json(raw_path(out_dir, o.job), o.raw)
+        # Each node writes its copy of a raw result beside its checkpoints; the driver's
+        # copy under out_dir is the one tables are made from.
+        args = (work / "ray-results", work, False, code_version())
+        executors.run_ray(_grid_job, todo, args, address, tracker)
+    elif executor == "local":
+        workers = workers or max(1, min(executors.available_cores(), len(todo)))
+        tracker = GridProgress(report, work_dir, log)
+        tracker.skipped(done)
+        if workers == 1:
+            args = (out_dir, work_dir, progress, None)
+            executors.run_serial(_grid_job, todo, args, tracker)
+        else:
+            args = (Path(out_dir).resolve(), Path(work_dir).resolve(), False, None)
+            executors.run_pool(_grid_job, todo, args, workers, tracker)
+    else:
+        raise ValueError(f"unknown executor {executor!r}; known: local, ray")
+
     for table, budget in dict.fromkeys((j.table, j.budget) for j in jobs):
-        written += write_table(table, budget, out_dir)
+        try:
+            report.written += write_table(table, budget, out_dir)
+        except FileNotFoundError:
+            log(f"{table} ({budget}): no finished job, no table written")
+            continue
         try:
             from hsmlbench.figures import write_figures
 
-            written += write_figures(table, budget, out_dir)
+            report.written += write_figures(table, budget, out_dir)
         except ImportError:
             pass
-    return written
+    return report

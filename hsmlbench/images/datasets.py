@@ -53,24 +53,52 @@ DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
         DatasetSpec(
-            "bird", "Bird", "CUB_Bird", "CUB-200-2011 (CUB_200_2011.tgz)",
+            "bird",
+            "Bird",
+            "CUB_Bird",
+            "CUB-200-2011 (CUB_200_2011.tgz)",
             "https://www.vision.caltech.edu/datasets/cub_200_2011/",
-            (64, 16, 20), 60, "exactly", True, False,
+            (64, 16, 20),
+            60,
+            "exactly",
+            True,
+            False,
         ),
         DatasetSpec(
-            "texture", "Texture", "DTD_Texture", "DTD r1.0.1 (dtd-r1.0.1.tar.gz)",
+            "texture",
+            "Texture",
+            "DTD_Texture",
+            "DTD r1.0.1 (dtd-r1.0.1.tar.gz)",
             "https://www.robots.ox.ac.uk/~vgg/data/dtd/",
-            (30, 7, 10), 120, "all", False, True,
+            (30, 7, 10),
+            120,
+            "all",
+            False,
+            True,
         ),
         DatasetSpec(
-            "aircraft", "Aircraft", "FGVC_Aircraft", "FGVC-Aircraft 2013b (fgvc-aircraft-2013b.tar.gz)",
+            "aircraft",
+            "Aircraft",
+            "FGVC_Aircraft",
+            "FGVC-Aircraft 2013b (fgvc-aircraft-2013b.tar.gz)",
             "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/",
-            (64, 16, 20), 100, "all", True, True,
+            (64, 16, 20),
+            100,
+            "all",
+            True,
+            True,
         ),
         DatasetSpec(
-            "fungi", "Fungi", "FGVCx_Fungi", "FGVCx Fungi 2018 (fungi_train_val.tgz)",
+            "fungi",
+            "Fungi",
+            "FGVCx_Fungi",
+            "FGVCx Fungi 2018 (fungi_train_val.tgz)",
             "https://github.com/visipedia/fgvcx_fungi_comp",
-            (64, 16, 20), 150, "at_least", False, False,
+            (64, 16, 20),
+            150,
+            "at_least",
+            False,
+            False,
         ),
     )
 }
@@ -128,7 +156,9 @@ def parse_split_file(text: str, origin: str) -> dict[str, list[str]]:
             continue
         part, _, name = line.partition("\t")
         if part not in split or not name:
-            raise DataError(f"{origin}:{number}: expected '<train|val|test><TAB><class>', got {line!r}")
+            raise DataError(
+                f"{origin}:{number}: expected '<train|val|test><TAB><class>', got {line!r}"
+            )
         split[part].append(name)
     return split
 

@@ -92,7 +92,9 @@ def check_dataset(root: Path, name: str, full: bool = False) -> DatasetReport:
         folder = path / split
         if not folder.is_dir():
             report.problems.append(f"missing split folder {folder}")
-            report.fix = f"re-run `hsmlbench data prepare --dataset {name}` ({how_to_get(name, root)})"
+            report.fix = (
+                f"re-run `hsmlbench data prepare --dataset {name}` ({how_to_get(name, root)})"
+            )
             continue
         counts = []
         names = []
@@ -123,7 +125,10 @@ def check_dataset(root: Path, name: str, full: bool = False) -> DatasetReport:
                 f"{split}: {count.classes} classes, expected {count.expected_classes}"
             )
             report.fix = report.fix or _recount_fix(name, root)
-        elif count.min_per_class != spec.images_per_class or count.max_per_class != spec.images_per_class:
+        elif (
+            count.min_per_class != spec.images_per_class
+            or count.max_per_class != spec.images_per_class
+        ):
             bad = next(n for n, c in zip(names, counts) if c != spec.images_per_class)
             report.problems.append(
                 f"{split}/{bad}: {counts[names.index(bad)]} images, expected {spec.images_per_class} per class"
@@ -190,7 +195,8 @@ def format_reports(root: Path, reports: list[DatasetReport]) -> str:
         lines.append(f"\n{spec.label} ({r.name}): {status} — {r.path}")
         for split, c in r.splits.items():
             per_class = (
-                f"{c.min_per_class}" if c.min_per_class == c.max_per_class
+                f"{c.min_per_class}"
+                if c.min_per_class == c.max_per_class
                 else f"{c.min_per_class}-{c.max_per_class}"
             )
             lines.append(
@@ -228,7 +234,9 @@ class ImageSplit:
         return len(self.class_names)
 
 
-def split_from_class_arrays(dataset: str, split: str, per_class: list[torch.Tensor], names: list[str]) -> ImageSplit:
+def split_from_class_arrays(
+    dataset: str, split: str, per_class: list[torch.Tensor], names: list[str]
+) -> ImageSplit:
     """Builds an ImageSplit from one uint8 tensor [n_c, 3, S, S] per class."""
     counts = torch.tensor([len(t) for t in per_class], dtype=torch.int64)
     starts = torch.cumsum(counts, 0) - counts
@@ -239,7 +247,9 @@ def split_from_class_arrays(dataset: str, split: str, per_class: list[torch.Tens
 _CACHE: dict[tuple, ImageSplit] = {}
 
 
-def load_split(root: Path, name: str, split: str, image_size: int = IMAGE_SIZE, workers: int = 8) -> ImageSplit:
+def load_split(
+    root: Path, name: str, split: str, image_size: int = IMAGE_SIZE, workers: int = 8
+) -> ImageSplit:
     """Decodes every image of ``<dataset>/<split>`` once per process (cached in memory).
 
     Files must be 84×84 (PAPER.md §4); ``image_size`` below 84 resizes after decoding (for

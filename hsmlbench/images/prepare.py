@@ -37,8 +37,8 @@ from hsmlbench.images.datasets import (
     IMAGE_SIZE,
     LAYOUT_DIR,
     SPLITS,
-    DatasetSpec,
     DataError,
+    DatasetSpec,
     aircraft_folder_name,
     committed_split,
     format_split_file,
@@ -92,7 +92,8 @@ def prepare_dataset(
         )
         (out / SPLIT_FILE).write_text(format_split_file(name, split, header))
         (out / "prepared.json").write_text(
-            json.dumps({"dataset": name, "source": str(source), "spec": asdict(spec)}, indent=1) + "\n"
+            json.dumps({"dataset": name, "source": str(source), "spec": asdict(spec)}, indent=1)
+            + "\n"
         )
         if target.exists():
             os.replace(target, staging / "previous")
@@ -177,7 +178,8 @@ def _read_lines(path: Path, spec: DatasetSpec) -> list[list[str]]:
 
 def _images_in(folder: Path) -> list[Path]:
     return sorted(
-        p for p in folder.iterdir()
+        p
+        for p in folder.iterdir()
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
     )
 
@@ -189,11 +191,16 @@ def _collect_bird(base: Path, spec: DatasetSpec) -> dict[str, list[Item]]:
     """CUB-200-2011: images.txt, bounding_boxes.txt (x y width height), images/<class>/."""
     top = _find_dir(base, lambda d: (d / "images.txt").is_file(), "images.txt", spec)
     images = {row[0]: row[1] for row in _read_lines(top / "images.txt", spec)}
-    boxes = {row[0]: tuple(float(v) for v in row[1:5]) for row in _read_lines(top / "bounding_boxes.txt", spec)}
+    boxes = {
+        row[0]: tuple(float(v) for v in row[1:5])
+        for row in _read_lines(top / "bounding_boxes.txt", spec)
+    }
     classes: dict[str, list[Item]] = {}
     for image_id, relative in images.items():
         if image_id not in boxes:
-            raise DataError(f"{top / 'bounding_boxes.txt'}: no box for image {image_id} ({relative})")
+            raise DataError(
+                f"{top / 'bounding_boxes.txt'}: no box for image {image_id} ({relative})"
+            )
         x, y, w, h = boxes[image_id]
         classes.setdefault(Path(relative).parts[0], []).append(
             (top / "images" / relative, (x, y, x + w, y + h))
@@ -208,7 +215,8 @@ def _collect_texture(base: Path, spec: DatasetSpec) -> dict[str, list[Item]]:
     )
     return {
         d.name: [(p, None) for p in _images_in(d)]
-        for d in sorted(images.iterdir()) if d.is_dir() and not d.name.startswith(".")
+        for d in sorted(images.iterdir())
+        if d.is_dir() and not d.name.startswith(".")
     }
 
 
@@ -247,7 +255,8 @@ def _collect_fungi(base: Path, spec: DatasetSpec) -> dict[str, list[Item]]:
     )
     return {
         d.name: [(p, None) for p in _images_in(d)]
-        for d in sorted(images.iterdir()) if d.is_dir() and not d.name.startswith(".")
+        for d in sorted(images.iterdir())
+        if d.is_dir() and not d.name.startswith(".")
     }
 
 
@@ -259,7 +268,9 @@ _COLLECT = {
 }
 
 
-def _select_and_split(name: str, spec: DatasetSpec, classes: dict[str, list[Item]]) -> dict[str, list[str]]:
+def _select_and_split(
+    name: str, spec: DatasetSpec, classes: dict[str, list[Item]]
+) -> dict[str, list[str]]:
     """PAPER.md §4's class selection and the split; trims ``classes`` to the kept images."""
     n = spec.images_per_class
     if spec.committed_split:
@@ -267,7 +278,9 @@ def _select_and_split(name: str, spec: DatasetSpec, classes: dict[str, list[Item
         for part in SPLITS:
             for cls in split[part]:
                 if cls not in classes:
-                    raise DataError(f"{spec.label}: class {cls!r} not in the source; is it {spec.source}?")
+                    raise DataError(
+                        f"{spec.label}: class {cls!r} not in the source; is it {spec.source}?"
+                    )
                 if len(classes[cls]) != n:
                     raise DataError(
                         f"{spec.label}: class {cls!r} has {len(classes[cls])} images, expected {n}; "
