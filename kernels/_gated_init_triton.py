@@ -5,8 +5,9 @@ its epilogue; the [B, P] pre-activation never reaches memory.
 
 Backward: one launch over P tiles recomputes the pre-activation tile (a second read of W
 instead of storing [B, P] in the forward), forms dx = g_out·θ0·σ'(x) in registers and
-writes dW = zᵀ·dx, db and dθ0 for its tile, plus its partial z-gradient dx·Wᵀ; the partials
-of the few programs are then summed (one more launch). Deterministic: no atomics.
+writes dW = zᵀ·dx, db and dθ0 for its tile, plus the tile's share of the z-gradient,
+dx·Wᵀ; the shares are then summed over tiles (one more launch, a torch sum).
+Deterministic: no atomics.
 
 float32 products use ``tf32x3`` (three tf32 tensor-core products, float32 accuracy);
 float64 uses exact products. The interpreter computes every dot exactly.
@@ -14,14 +15,17 @@ float64 uses exact products. The interpreter computes every dot exactly.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
 from hsmlbench.kernels._triton_utils import (
     CompileSpec,
     _sigmoid,
+    cdiv,
     compute_dtype,
-    num_sms,
+    next_pow2,
     prepare,
     triton_ptr_type,
 )
@@ -56,7 +60,7 @@ def _preact_tile(
         )
         wc = tl.load(w_ptr + rz.to(tl.int64)[:, None] * P + rp[None, :],
                      mask=mz[:, None] & mp[None, :], other=0.0)  # fmt: skip
-        acc = tl.dot(zc, wc, acc, input_precision=PREC)
+        acc = tl.dot(zc, wc, acc, input_precision=PREC, out_dtype=dt)
     return acc
 
 
@@ -80,47 +84,44 @@ def _gated_init_fwd_kernel(
 @triton.jit
 def _gated_init_bwd_kernel(
     z_ptr, w_ptr, bias_ptr, th0_ptr, gout_ptr, dw_ptr, db_ptr, dth0_ptr, dzp_ptr,
-    B, Z, P, TILES,
+    B, Z, P,
     BB: tl.constexpr, BP: tl.constexpr, BZ: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
-    """Program ``pid`` owns P tiles pid·TILES … pid·TILES + TILES − 1 and dzp[pid] ([B, Z]).
+    """Program ``pid`` owns P tile ``pid``: dW[:, tile], db, dθ0 there, and dzp[pid] ([B, Z]).
 
-    The whole batch is one tile (B ≤ BB; the launcher splits larger batches).
+    The whole batch is one tile (B ≤ BB; the launcher splits larger batches). Every output
+    is written once (no read-modify-write), so iterations do not wait on each other.
     """
     pid = tl.program_id(0)
+    dt = z_ptr.dtype.element_ty
     rb = tl.arange(0, BB)
     mb = rb < B
-    for t in range(TILES):
-        rp = (pid * TILES + t) * BP + tl.arange(0, BP)
-        mp = rp < P
-        bias = tl.load(bias_ptr + rp, mask=mp, other=0.0)
-        th0 = tl.load(th0_ptr + rp, mask=mp, other=0.0)
-        x = _preact_tile(z_ptr, w_ptr, rb, mb, rp, mp, Z, P, BB, BP, BZ, PREC) + bias[None, :]
-        g = _sigmoid(x)
-        go = tl.load(gout_ptr + rb.to(tl.int64)[:, None] * P + rp[None, :],
-                     mask=mb[:, None] & mp[None, :], other=0.0)  # fmt: skip
-        tl.store(dth0_ptr + rp, tl.sum(go * g, axis=0), mask=mp)
-        dx = go * th0[None, :] * g * (1.0 - g)  # zero on masked rows and columns
-        tl.store(db_ptr + rp, tl.sum(dx, axis=0), mask=mp)
-        for z0 in range(0, Z, BZ):
-            rz = z0 + tl.arange(0, BZ)
-            mz = rz < Z
-            # dW[rz, rp] = z[:, rz]ᵀ · dx   (zᵀ loaded transposed: no register transpose)
-            zt = tl.load(z_ptr + rb[None, :] * Z + rz[:, None], mask=mb[None, :] & mz[:, None],
-                         other=0.0)  # fmt: skip
-            w_off = rz.to(tl.int64)[:, None] * P + rp[None, :]
-            tl.store(dw_ptr + w_off, tl.dot(zt, dx, input_precision=PREC),
-                     mask=mz[:, None] & mp[None, :])  # fmt: skip
-            # dz partial: dx · W[rz, rp]ᵀ, summed over this program's tiles in dzp[pid]
-            wt = tl.load(w_ptr + rz.to(tl.int64)[None, :] * P + rp[:, None],
-                         mask=mz[None, :] & mp[:, None], other=0.0)  # fmt: skip
-            dzc = tl.dot(dx, wt, input_precision=PREC)
-            m_bz = mb[:, None] & mz[None, :]
-            dz_off = pid * B * Z + rb[:, None] * Z + rz[None, :]
-            dzc += tl.load(dzp_ptr + dz_off, mask=m_bz & (t > 0), other=0.0)
-            tl.store(dzp_ptr + dz_off, dzc, mask=m_bz)
-        # the next tile's read-modify-write of dzp may touch what another thread stored
-        tl.debug_barrier()
+    rp = pid * BP + tl.arange(0, BP)
+    mp = rp < P
+    bias = tl.load(bias_ptr + rp, mask=mp, other=0.0)
+    th0 = tl.load(th0_ptr + rp, mask=mp, other=0.0)
+    x = _preact_tile(z_ptr, w_ptr, rb, mb, rp, mp, Z, P, BB, BP, BZ, PREC) + bias[None, :]
+    g = _sigmoid(x)
+    go = tl.load(gout_ptr + rb.to(tl.int64)[:, None] * P + rp[None, :],
+                 mask=mb[:, None] & mp[None, :], other=0.0)  # fmt: skip
+    tl.store(dth0_ptr + rp, tl.sum(go * g, axis=0), mask=mp)
+    dx = go * th0[None, :] * g * (1.0 - g)  # zero on masked rows and columns
+    tl.store(db_ptr + rp, tl.sum(dx, axis=0), mask=mp)
+    for z0 in range(0, Z, BZ):
+        rz = z0 + tl.arange(0, BZ)
+        mz = rz < Z
+        # dW[rz, rp] = z[:, rz]ᵀ · dx   (zᵀ loaded transposed: no register transpose)
+        zt = tl.load(z_ptr + rb[None, :] * Z + rz[:, None], mask=mb[None, :] & mz[:, None],
+                     other=0.0)  # fmt: skip
+        w_off = rz.to(tl.int64)[:, None] * P + rp[None, :]
+        tl.store(dw_ptr + w_off, tl.dot(zt, dx, input_precision=PREC, out_dtype=dt),
+                 mask=mz[:, None] & mp[None, :])  # fmt: skip
+        # this tile's share of dz: dx · W[rz, rp]ᵀ (W re-read from cache)
+        wt = tl.load(w_ptr + rz.to(tl.int64)[None, :] * P + rp[:, None],
+                     mask=mz[None, :] & mp[:, None], other=0.0)  # fmt: skip
+        dzc = tl.dot(dx, wt, input_precision=PREC, out_dtype=dt)
+        tl.store(dzp_ptr + pid * B * Z + rb[:, None] * Z + rz[None, :], dzc,
+                 mask=mb[:, None] & mz[None, :])  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- launchers
@@ -128,19 +129,25 @@ def _gated_init_bwd_kernel(
 _MAX_BB = 64
 
 
+@functools.lru_cache(maxsize=256)
 def _config(B: int, dtype: torch.dtype, backward: bool = False) -> dict:
     """Block sizes: the whole batch (≤ 64) in one tile, so W is read once per pass.
 
-    Chosen for no register spills on sm_80/sm_90 (ptxas -v on the compiled kernels).
+    Chosen from ``ptxas -v`` on the compiled kernels (sm_90): no register spills, and for
+    the backward at B ≤ 16 a 128-register cap so two 8-warp blocks share an SM.
     """
-    return {
-        "BB": max(16, triton.next_power_of_2(min(B, _MAX_BB))),
-        "BP": 32 if backward else 64,
+    BB = max(16, next_pow2(min(B, _MAX_BB)))
+    cfg = {
+        "BB": BB,
+        "BP": 64,
         "BZ": 32,
         "PREC": "ieee" if dtype == torch.float64 else "tf32x3",
         "num_warps": 8 if backward else 4,
         "num_stages": 2 if backward else 3,
     }
+    if backward and BB <= 16 and dtype == torch.float32:
+        cfg["maxnreg"] = 128
+    return cfg
 
 
 def _check_shapes(z, weight, bias, theta0) -> tuple[int, int, int]:
@@ -161,7 +168,7 @@ def gated_init_forward(z, weight, bias, theta0):
     if B == 0 or P == 0:
         return out
     cfg = _config(B, z.dtype)
-    grid = (triton.cdiv(P, cfg["BP"]), triton.cdiv(B, cfg["BB"]))
+    grid = (cdiv(P, cfg["BP"]), cdiv(B, cfg["BB"]))
     _gated_init_fwd_kernel[grid](z, weight, bias, theta0, out, B, Z, P, **cfg)
     return out
 
@@ -182,14 +189,12 @@ def gated_init_backward(z, weight, bias, theta0, gout):
     if B == 0 or P == 0 or Z == 0:
         return torch.zeros_like(z), dw.zero_(), db.zero_(), dth0.zero_()
     cfg = _config(B, z.dtype, backward=True)
-    n_tiles = triton.cdiv(P, cfg["BP"])
-    tiles = triton.cdiv(n_tiles, 2 * num_sms(z.device))
-    n_progs = triton.cdiv(n_tiles, tiles)
-    dzp = torch.empty((n_progs, B, Z), dtype=z.dtype, device=z.device)
-    _gated_init_bwd_kernel[(n_progs,)](
-        z, weight, bias, theta0, gout, dw, db, dth0, dzp, B, Z, P, tiles, **cfg
+    n_tiles = cdiv(P, cfg["BP"])
+    dzp = torch.empty((n_tiles, B, Z), dtype=z.dtype, device=z.device)
+    _gated_init_bwd_kernel[(n_tiles,)](
+        z, weight, bias, theta0, gout, dw, db, dth0, dzp, B, Z, P, **cfg
     )
-    dz = dzp[0] if n_progs == 1 else dzp.sum(0)
+    dz = dzp[0] if n_tiles == 1 else dzp.sum(0)
     return dz, dw, db, dth0
 
 
@@ -223,15 +228,16 @@ def gated_init_triton(
 def compile_specs(dtype: torch.dtype, B: int = 32) -> list[CompileSpec]:
     """The kernels as the launchers specialise them, for ``triton.compile`` on a GPU target."""
     ptr = triton_ptr_type(dtype)
-    fcfg, bcfg = _config(B, dtype), _config(B, dtype, backward=True)
-    fopts = {k: fcfg.pop(k) for k in ("num_warps", "num_stages")}
-    bopts = {k: bcfg.pop(k) for k in ("num_warps", "num_stages")}
+    fcfg, bcfg = dict(_config(B, dtype)), dict(_config(B, dtype, backward=True))
+    opt_keys = ("num_warps", "num_stages", "maxnreg")
+    fopts = {k: fcfg.pop(k) for k in opt_keys if k in fcfg}
+    bopts = {k: bcfg.pop(k) for k in opt_keys if k in bcfg}
     fwd_sig = {f"{n}_ptr": ptr for n in ("z", "w", "bias", "th0", "out")}
     fwd_sig.update(B="i32", Z="i32", P="i32")
     bwd_sig = {
         f"{n}_ptr": ptr for n in ("z", "w", "bias", "th0", "gout", "dw", "db", "dth0", "dzp")
     }
-    bwd_sig.update(B="i32", Z="i32", P="i32", TILES="i32")
+    bwd_sig.update(B="i32", Z="i32", P="i32")
     return [
         CompileSpec("gated_init_fwd", _gated_init_fwd_kernel, fwd_sig, fcfg, fopts),
         CompileSpec("gated_init_bwd", _gated_init_bwd_kernel, bwd_sig, bcfg, bopts),

@@ -14,13 +14,17 @@ The math follows ``soft_assign_tree_torch`` (the twin) exactly; see its module f
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
 from hsmlbench.kernels._triton_utils import (
     CompileSpec,
     _tanh,
+    cdiv,
     compute_dtype,
+    next_pow2,
     prepare,
     split_float,
     triton_ptr_type,
@@ -261,7 +265,7 @@ def _outer_sum(
                     mask=mn[:, None] & (rd[None, :] < D), other=0.0)  # fmt: skip
         G = tl.load(d_ptr + n[:, None] * d_stride + cols[None, :],
                     mask=mn[:, None] & (cols[None, :] < NC), other=0.0)  # fmt: skip
-        acc = tl.dot(tl.trans(A), G, acc, input_precision=PREC)
+        acc = tl.dot(tl.trans(A), G, acc, input_precision=PREC, out_dtype=dt)
         dsum += tl.sum(G, axis=0)
     return acc, dsum
 
@@ -331,15 +335,17 @@ def _soft_assign_tree_bwd_weights_kernel(
 
 
 def _pow2(n: int, lo: int = 1) -> int:
-    return max(lo, triton.next_power_of_2(n))
+    return max(lo, next_pow2(n))
 
 
+@functools.lru_cache(maxsize=256)
 def _row_config(D: int, K1: int, K2: int) -> dict:
     """Block sizes and warps of the per-row kernels (whole rows and weight tiles in registers)."""
     BD = _pow2(D, 16)
     return {"BD": BD, "BK1": _pow2(K1, 2), "BK2": _pow2(K2, 2), "num_warps": 8 if BD >= 128 else 4}
 
 
+@functools.lru_cache(maxsize=256)
 def _weights_config(D: int, dtype: torch.dtype) -> dict:
     BD = _pow2(D, 16)
     return {
@@ -403,7 +409,7 @@ def soft_assign_tree_backward(h, centres, w1, b1, w2, b2, u, ub, r, rb, sigma, g
     )  # fmt: skip
     dc, dw1, db1, dw2, db2, du, dub, dr, drb = grads
     wcfg = _weights_config(D, h.dtype)
-    grid = (K1 + K2 + 2, triton.cdiv(D, wcfg["BC"]))
+    grid = (K1 + K2 + 2, cdiv(D, wcfg["BC"]))
     _soft_assign_tree_bwd_weights_kernel[grid](
         h, centres, scratch, dc, dw1, db1, dw2, db2, du, dub, dr, drb, B, D, K1, K2, **wcfg
     )
@@ -457,14 +463,14 @@ def soft_assign_tree_triton(
 def compile_specs(dtype: torch.dtype, D: int = 128, K1: int = 10, K2: int = 2) -> list[CompileSpec]:
     """The kernels as the launchers specialise them, for ``triton.compile`` on a GPU target."""
     ptr = triton_ptr_type(dtype)
-    row = _row_config(D, K1, K2)
+    row = dict(_row_config(D, K1, K2))
     warps = row.pop("num_warps")
     names = ["h", "c", "w1", "b1", "w2", "b2", "u", "ub", "r", "rb"]
     fwd_sig = {f"{n}_ptr": ptr for n in names + ["p", "q", "root"]}
     fwd_sig.update(sig_hi="fp32", sig_lo="fp32", D="i32", K1="i32", K2="i32")
     bwd_sig = {f"{n}_ptr": ptr for n in names + ["gp", "gq", "groot", "dh", "scratch"]}
     bwd_sig.update(sig_hi="fp32", sig_lo="fp32", B="i32", D="i32", K1="i32", K2="i32")
-    wcfg = _weights_config(D, dtype)
+    wcfg = dict(_weights_config(D, dtype))
     wwarps = wcfg.pop("num_warps")
     w_sig = {f"{n}_ptr": ptr for n in ["h", "c", "scratch", "dc", "dw1", "db1", "dw2", "db2",
                                         "du", "dub", "dr", "drb"]}  # fmt: skip

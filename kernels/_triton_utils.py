@@ -44,8 +44,20 @@ def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
 
 
 def prepare(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Contiguous and in the compute dtype (no copy when it already is)."""
+    """Contiguous and in the compute dtype (no copy, and no dispatch, when it already is)."""
+    if t.dtype == dtype and t.is_contiguous():
+        return t
     return t.to(dtype).contiguous()
+
+
+# Host-side integer helpers. triton.cdiv and triton.next_power_of_2 are JIT-callable
+# functions whose host calls cost microseconds each: too slow for a per-call launcher.
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def next_pow2(n: int) -> int:
+    return 1 if n <= 1 else 1 << (n - 1).bit_length()
 
 
 @functools.lru_cache(maxsize=64)
@@ -60,13 +72,6 @@ def split_float(x: float) -> tuple[float, float]:
 
 def _to_f32(x: float) -> float:
     return struct.unpack("f", struct.pack("f", x))[0]
-
-
-def num_sms(device: torch.device) -> int:
-    """Streaming multiprocessors of a CUDA device; a small fixed number for the interpreter."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
-    return 4
 
 
 def triton_ptr_type(dtype: torch.dtype) -> str:
