@@ -6,7 +6,9 @@ jobs are reused from ``results/``, so a suite at the paper budget re-renders com
 
 import pytest
 
+from hsmlbench.cli import default_out_dir
 from hsmlbench.configs import BUDGETS
+from hsmlbench.reproduce import Job, run_job, write_table
 
 
 def pytest_addoption(parser):
@@ -37,3 +39,41 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("speed ratios (measured in this run)")
         for line in _RATIOS:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def run_cell(benchmark, budget):
+    """``run_cell(table, method, setting)``: one cell through the benchmark fixture."""
+    return lambda table, method, setting: _run_cell(benchmark, budget, table, method, setting)
+
+
+@pytest.fixture
+def render_table(benchmark, budget):
+    """``render_table(table)``: writes the table from its finished cells, returns the markdown."""
+    return lambda table: _render_table(benchmark, budget, table)
+
+
+def _run_cell(benchmark, budget: str, table: str, method: str, setting: str) -> dict:
+    """One table cell (seed 0) through the benchmark fixture; reuses a finished run."""
+    job = Job(table, method, setting, 0, budget)
+    raw = benchmark.pedantic(
+        run_job,
+        args=(job, default_out_dir(budget), "runs"),
+        kwargs={"progress": False},
+        rounds=1,
+        iterations=1,
+    )
+    benchmark.extra_info.update(
+        {"budget": budget, "mean": raw["mean"], "ci95": raw["ci95"], "n_tasks": raw["n_tasks"]}
+    )
+    assert raw["n_tasks"] == len(raw["per_task"]) > 0
+    assert raw["per_step_mean"][-1] < raw["per_step_mean"][0], "adaptation did not lower the MSE"
+    return raw
+
+
+def _render_table(benchmark, budget: str, table: str) -> str:
+    """Writes the table (JSON and markdown) from the finished cells; returns the markdown."""
+    _, md_path = benchmark.pedantic(
+        write_table, args=(table, budget, default_out_dir(budget)), rounds=1, iterations=1
+    )
+    return md_path.read_text()
