@@ -59,8 +59,8 @@ def _parser() -> argparse.ArgumentParser:
         "--jobs",
         type=int,
         help="jobs run at once on this machine, each in its own process with cores/N torch "
-        "threads (default: one per core, at most one per job; 1: one after another in this "
-        "process, with progress bars)",
+        "threads (default: one per core; never more than jobs left; 1: one after another in "
+        "this process, with progress bars)",
     )
     rep.add_argument(
         "--executor",

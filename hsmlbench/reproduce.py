@@ -10,7 +10,6 @@ that fails is reported and the others go on.
 from __future__ import annotations
 
 import ast
-import functools
 import hashlib
 import importlib.util
 import json
@@ -139,15 +138,23 @@ def _imported_names(path: Path, module: str) -> set[str]:
     return {n for n in names if n == "hsmlbench" or n.startswith("hsmlbench.")}
 
 
-@functools.lru_cache(maxsize=1)
 def code_version() -> str:
     """The package version plus a hash of the source of every hsmlbench module that this
     module imports, directly or not (read from the import statements, lazy ones included).
 
     It names the code that computes a job's result; editing a module outside that closure
-    (the CLI, the image tables) does not make finished regression jobs stale. Computed once
-    per process, i.e. for the code the process loaded.
+    (the CLI, the image tables) does not make finished regression jobs stale. Read from the
+    files on disk when asked: a job records it when it starts, a grid when it is planned.
     """
+    digest = hashlib.sha256()
+    for module, path in sorted(job_sources().items()):
+        digest.update(module.encode() + b"\0" + path.read_bytes() + b"\0")
+    return f"{hsmlbench.__version__}+{digest.hexdigest()[:12]}"
+
+
+def job_sources() -> dict[str, Path]:
+    """Module name → source file of every hsmlbench module in ``hsmlbench.reproduce``'s
+    import closure (what ``code_version`` hashes)."""
     todo, files = ["hsmlbench.reproduce"], {}
     while todo:
         name = todo.pop()
@@ -159,14 +166,12 @@ def code_version() -> str:
             files[module] = path
             if path is not None:
                 todo += sorted(_imported_names(path, module) - files.keys())
-    digest = hashlib.sha256()
-    for module in sorted(m for m, p in files.items() if p is not None):
-        digest.update(module.encode() + b"\0" + files[module].read_bytes() + b"\0")
-    return f"{hsmlbench.__version__}+{digest.hexdigest()[:12]}"
+    return {module: path for module, path in files.items() if path is not None}
 
 
-def finished_result(job: Job, out_dir: Path) -> dict | None:
-    """The job's raw result if it is finished for this config, seed and code version.
+def finished_result(job: Job, out_dir: Path, version: str | None = None) -> dict | None:
+    """The job's raw result if it is finished for this config, seed and code version
+    (``version``, default: ``code_version()`` now).
 
     A raw file without ``code_version`` (written before the field existed, e.g. the committed
     paper-budget runs) is of unknown version and is still reused: only a file that names a
@@ -178,12 +183,13 @@ def finished_result(job: Job, out_dir: Path) -> dict | None:
     done = json.loads(path.read_text())
     if not job.config.matches(done.get("config", {})) or done.get("seed", job.seed) != job.seed:
         return None
-    if done.get("code_version", code_version()) != code_version():
+    version = version or code_version()
+    if done.get("code_version", version) != version:
         return None
     return done
 
 
-def _prepare_run_dir(folder: Path) -> bool:
+def _prepare_run_dir(folder: Path, version: str) -> bool:
     """Whether to resume from the checkpoint in ``folder``, tagging the run with this code.
 
     A checkpoint started by another code version is renamed aside (kept, not resumed), so a
@@ -191,9 +197,9 @@ def _prepare_run_dir(folder: Path) -> bool:
     """
     checkpoint, tag = folder / CHECKPOINT, folder / CODE_VERSION_FILE
     started_by = tag.read_text().strip() if tag.exists() else None
-    if checkpoint.exists() and started_by not in (None, code_version()):
+    if checkpoint.exists() and started_by not in (None, version):
         checkpoint.rename(folder / f"checkpoint-{started_by}.pt")
-    write_text(tag, code_version() + "\n")  # from here on the run goes on under this code
+    write_text(tag, version + "\n")  # from here on the run goes on under this code
     return checkpoint.exists()
 
 
@@ -224,11 +230,12 @@ def run_job(job: Job, out_dir: Path, work_dir: Path, progress: bool = True) -> d
     raw result, also written atomically to ``raw_path(out_dir, job)``."""
     config = job.config
     path = raw_path(out_dir, job)
-    done = finished_result(job, out_dir)
+    version = code_version()
+    done = finished_result(job, out_dir, version)
     if done is not None:
         return done
     folder = run_dir(work_dir, job)
-    resume = _prepare_run_dir(folder)
+    resume = _prepare_run_dir(folder, version)
     trained = train(config, job.seed, folder, resume=resume, progress=progress)
     result = evaluate(trained.model, config)
     per_task = result.headline
@@ -267,7 +274,7 @@ def run_job(job: Job, out_dir: Path, work_dir: Path, progress: bool = True) -> d
             trained.query_losses, config.continual.window if config.continual else 1000
         ),
         "events": trained.events,
-        "code_version": code_version(),
+        "code_version": version,
         "environment": environment_info(job.device),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "config": config.to_dict(),
@@ -351,12 +358,14 @@ def _grid_job(
     """``run_job`` as executors call it. With ``expected_version`` (Ray), a node whose
     installed hsmlbench differs from the driver's fails the job at once instead of writing
     results of other code."""
-    if expected_version is not None and code_version() != expected_version:
+    here = code_version() if expected_version is not None else None
+    if here != expected_version:
         import platform
 
         raise RuntimeError(
-            f"hsmlbench on {platform.node()} is {code_version()}, the driver's is "
-            f"{expected_version}: install the same hsmlbench on every node of the cluster"
+            f"hsmlbench on {platform.node()} is {here}, the grid was planned with "
+            f"{expected_version}: install the same hsmlbench on every node of the cluster "
+            "(or the source changed while the grid ran)"
         )
     return run_job(job, out_dir, work_dir, progress)
 
@@ -368,7 +377,7 @@ class GridReport:
     total: int
     finished: int = 0
     reused: int = 0
-    failed: list[tuple[Job, str, Path]] = field(default_factory=list)  # job, error, traceback
+    failed: list[tuple[Job, str, str]] = field(default_factory=list)  # job, error, traceback at
     written: list[Path] = field(default_factory=list)
 
     @property
@@ -413,7 +422,9 @@ class GridProgress:
 
     def started(self, job: Job) -> None:
         self.running += 1
-        self.log(f"{self._status()} started {job.name}")
+        self.log(
+            f"{self._status()} {'started' if self.running_word == 'running' else 'submitted'} {job.name}"
+        )
 
     def finished(self, outcome: executors.Outcome) -> None:
         job, self.running = outcome.job, self.running - 1
@@ -430,9 +441,15 @@ class GridProgress:
                 + (f" on {outcome.host}" if outcome.host else "")
             )
             return
-        write_text(errors, (f"host: {outcome.host}\n" if outcome.host else "") + outcome.traceback)
-        self.report.failed.append((job, outcome.error, errors))
-        self.log(f"{self._status()} FAILED {job.name}: {outcome.error} (traceback: {errors})")
+        text = (f"host: {outcome.host}\n" if outcome.host else "") + (outcome.traceback or "")
+        try:
+            write_text(errors, text)
+            where = str(errors)
+        except OSError as error:  # e.g. the run folder is unusable: the log gets it instead
+            where = f"not saved ({error.strerror}), shown above"
+            self.log(text)
+        self.report.failed.append((job, outcome.error, where))
+        self.log(f"{self._status()} FAILED {job.name}: {outcome.error} (traceback: {where})")
 
 
 def reproduce(
@@ -449,15 +466,17 @@ def reproduce(
     """Runs the grid's unfinished jobs, then writes each table's JSON, markdown and figures
     from whatever jobs are finished.
 
-    ``executor="local"``: ``workers`` processes (default: one per core, at most one per job);
-    1 runs the jobs one after another in this process, with per-job progress bars.
+    ``executor="local"``: ``workers`` spawned processes (default: one per core), never more
+    than jobs left; with one, the jobs run one after another in this process, with per-job
+    progress bars.
     ``executor="ray"``: one Ray task per job on the cluster at ``address``; raw results come
     back to this process and are written under ``out_dir``; ``work_dir`` (checkpoints) should
     be on a filesystem every node shares. A failed job does not stop the others: it is in
     ``GridReport.failed`` with its traceback in ``error_path(work_dir, job)``.
     """
     report = GridReport(total=len(jobs))
-    done = [job for job in jobs if finished_result(job, out_dir) is not None]
+    version = code_version()
+    done = [job for job in jobs if finished_result(job, out_dir, version) is not None]
     todo = [job for job in jobs if job not in done]
     if executor == "ray":
         executors.import_ray()  # before any line is logged
@@ -467,10 +486,12 @@ def reproduce(
         tracker.on_success = lambda o: write_json(raw_path(out_dir, o.job), o.raw)
         # Each node writes its copy of a raw result beside its checkpoints; the driver's
         # copy under out_dir is the one tables are made from.
-        args = (work / "ray-results", work, False, code_version())
-        executors.run_ray(_grid_job, todo, args, address, tracker)
+        args = (work / "ray-results", work, False, version)
+        if todo:  # no cluster connection just to find everything finished
+            executors.run_ray(_grid_job, todo, args, address, tracker)
     elif executor == "local":
-        workers = workers or max(1, min(executors.available_cores(), len(todo)))
+        # never more workers than jobs left; one left runs in this process
+        workers = max(1, min(workers or executors.available_cores(), len(todo)))
         tracker = GridProgress(report, work_dir, log)
         tracker.skipped(done)
         if workers == 1:

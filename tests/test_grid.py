@@ -1,0 +1,239 @@
+"""The reproduction grid on its executors: serial, local process pool, Ray.
+
+Smoke budget, a few T1 jobs (MAML and HSML, 5-shot). The reference is the serial path
+(``--jobs 1``, in this process) at one torch thread, the thread count of a pool worker on a
+2-core machine and of a Ray task: float32 sums depend on the thread count, so the numbers are
+compared exactly where the thread counts agree.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hsmlbench.cli import main
+from hsmlbench.executors import available_cores
+from hsmlbench.reproduce import (
+    CODE_VERSION_FILE,
+    Job,
+    code_version,
+    finished_result,
+    job_sources,
+    raw_path,
+    run_dir,
+    run_job,
+)
+
+GRID = ["--tables", "T1", "--methods", "maml", "hsml", "--settings", "5-shot", "--budget", "smoke"]
+JOBS = [Job("T1", m, "5-shot", seed, "smoke") for m in ("maml", "hsml") for seed in (0, 1)]
+
+
+def _argv(out: Path, work: Path, *extra: str) -> list[str]:
+    return ["reproduce", *GRID, "--quiet", "--out", str(out), "--work-dir", str(work), *extra]
+
+
+def _without_timing(value):
+    """A table's JSON less what differs between two runs of the same jobs (times, dates)."""
+    if isinstance(value, dict):
+        return {
+            k: _without_timing(v)
+            for k, v in value.items()
+            if k not in ("wall_time_s", "environment")
+        }
+    if isinstance(value, list):
+        return [_without_timing(v) for v in value]
+    return value
+
+
+def _per_task(out: Path, jobs) -> dict[str, list[float]]:
+    return {job.name: json.loads(raw_path(out, job).read_text())["per_task"] for job in jobs}
+
+
+def _assert_same_numbers(out: Path, reference: Path, jobs, exact: bool = True) -> None:
+    got, want = _per_task(out, jobs), _per_task(reference, jobs)
+    for name in want:
+        if exact:
+            assert got[name] == want[name], name
+        else:  # another torch thread count: same math, other float32 summation order
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-5, err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def serial_reference(tmp_path_factory) -> Path:
+    """Four jobs (2 methods × 2 seeds) one after another in this process, one thread."""
+    root = tmp_path_factory.mktemp("serial")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(_argv(root / "out", root / "w", "--seeds", "2", "--jobs", "1")) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return root / "out"
+
+
+@pytest.mark.slow
+def test_local_pool_gives_the_serial_numbers(tmp_path, serial_reference, capsys):
+    out = tmp_path / "out"
+    assert main(_argv(out, tmp_path / "w", "--seeds", "2", "--jobs", "2")) == 0
+    # pool workers get cores // 2 threads: one on the 2-core CI machine
+    _assert_same_numbers(out, serial_reference, JOBS, exact=available_cores() // 2 <= 1)
+    lines = capsys.readouterr().out.splitlines()
+    assert any("2 running" in line for line in lines)  # both workers had a job at once
+    last = [line for line in lines if line.startswith("[grid:")][-1]
+    assert last.startswith("[grid: 4/4 done, 0 running, 0 failed, 0 queued, ETA 00:00]")
+    raw = json.loads(raw_path(out, JOBS[0]).read_text())
+    assert raw["environment"]["host"] and "1 threads" in raw["environment"]["device"]
+    assert raw["code_version"] == code_version()
+
+
+@pytest.mark.slow
+def test_ray_executor_gives_the_serial_numbers(tmp_path, serial_reference):
+    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'hsmlbench[ray]'")
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        assert main(_argv(tmp_path / "out", tmp_path / "w", "--executor", "ray")) == 0
+    finally:
+        ray.shutdown()
+    seed0 = [job for job in JOBS if job.seed == 0]
+    _assert_same_numbers(tmp_path / "out", serial_reference, seed0)  # a Ray task: one thread
+    raw = json.loads(raw_path(tmp_path / "out", seed0[0]).read_text())
+    assert raw["environment"]["host"] and raw["environment"]["device"].startswith("CPU")
+
+
+@pytest.mark.slow
+def test_killed_grid_reruns_only_the_missing_jobs_and_gives_the_same_table(
+    tmp_path, serial_reference
+):
+    out, work = tmp_path / "out", tmp_path / "w"
+    cmd = [sys.executable, "-m", "hsmlbench.cli", *_argv(out, work, "--seeds", "2", "--jobs", "2")]
+    runs = out / "runs" / "T1"
+    # its own session, so the kill takes the pool's workers too (like a lost machine)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 600
+    while not list(runs.glob("*.json")):
+        assert proc.poll() is None, "the grid ended before it could be killed"
+        assert time.monotonic() < deadline, "no job finished in 10 minutes"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {p.name: p.stat().st_mtime_ns for p in runs.glob("*.json")}
+    assert 1 <= len(before) < len(JOBS)
+
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert f"] {len(before)} finished already" in again.stdout
+    assert again.stdout.count("] started ") == len(JOBS) - len(before)
+    for name, mtime in before.items():  # finished jobs untouched
+        assert (runs / name).stat().st_mtime_ns == mtime
+    table = json.loads((out / "T1.json").read_text())
+    reference = json.loads((serial_reference / "T1.json").read_text())
+    assert _without_timing(table) == _without_timing(reference)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_failing_job_is_reported_the_rest_finish_and_a_rerun_retries_it(tmp_path, capsys, workers):
+    out, work = tmp_path / "out", tmp_path / "w"
+    bad, good = JOBS[2], JOBS[0]  # hsml seed 0, maml seed 0
+    # A folder where the checkpoint should be: resuming it raises IsADirectoryError.
+    blocker = run_dir(work, bad) / "checkpoint.pt"
+    blocker.mkdir(parents=True)
+    argv = _argv(out, work, "--jobs", workers)
+
+    assert main(argv) == 3
+    captured = capsys.readouterr()
+    error_file = run_dir(work, bad) / "error.txt"
+    assert f"  {bad.name}: IsADirectoryError" in captured.err
+    assert f"(traceback: {error_file})" in captured.err
+    assert "Traceback (most recent call last)" in error_file.read_text()
+    assert f"FAILED {bad.name}: IsADirectoryError" in captured.out
+    assert "[grid: 1/2 done, 0 running, 1 failed, 0 queued" in captured.out
+    rows = json.loads((out / "T1.json").read_text())["rows"]
+    assert [(r["method"], r["seed"]) for r in rows] == [("maml", 0)]  # rendered what finished
+    good_mtime = raw_path(out, good).stat().st_mtime_ns
+
+    blocker.rmdir()
+    assert main(argv) == 0
+    rerun = capsys.readouterr().out
+    assert "] 1 finished already" in rerun and rerun.count("] started ") == 1
+    assert f"started {bad.name}" in rerun
+    assert raw_path(out, good).stat().st_mtime_ns == good_mtime
+    assert not error_file.exists()
+    rows = json.loads((out / "T1.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == ["maml", "hsml"]
+
+
+def test_raw_file_reuse_follows_config_seed_and_code_version(tmp_path, serial_reference):
+    job = JOBS[0]
+    raw = json.loads(raw_path(serial_reference, job).read_text())
+    path = raw_path(tmp_path, job)
+    path.parent.mkdir(parents=True)
+
+    def reused(**changes) -> bool:
+        path.write_text(json.dumps({k: v for k, v in raw.items() if k not in changes} | changes))
+        return finished_result(job, tmp_path) is not None
+
+    assert reused()
+    assert reused(code_version=code_version())
+    assert not reused(code_version="0.0.0+other")
+    assert not reused(seed=job.seed + 1)
+    assert not reused(config=raw["config"] | {"inner_lr": 0.5})
+    # written before code_version existed (the committed paper runs): unknown, still reused
+    path.write_text(json.dumps({k: v for k, v in raw.items() if k != "code_version"}))
+    assert finished_result(job, tmp_path) is not None
+
+
+def test_checkpoint_of_other_code_is_set_aside_and_an_untagged_one_is_resumed(tmp_path):
+    job = Job("T1", "maml", "5-shot", 0, "smoke")
+    folder = run_dir(tmp_path / "w", job)
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    # untagged (older than the tag): resumed, so loading the garbage fails
+    with pytest.raises(Exception, match="(?i)pickle|load|zip|archive"):
+        run_job(job, tmp_path / "out", tmp_path / "w", progress=False)
+    # started by other code: kept aside, and the job trains from scratch
+    (folder / CODE_VERSION_FILE).write_text("0.0.0+other\n")
+    raw = run_job(job, tmp_path / "out", tmp_path / "w", progress=False)
+    assert raw["code_version"] == code_version() and raw["n_tasks"] == 200
+    assert (folder / "checkpoint-0.0.0+other.pt").read_bytes() == b"not a checkpoint"
+    assert (folder / CODE_VERSION_FILE).read_text().strip() == code_version()
+
+
+def test_code_version_hashes_the_job_code_only():
+    sources = job_sources()
+    for module in ("hsmlbench.training", "hsmlbench.hsml", "hsmlbench.kernels.gated_init"):
+        assert module in sources
+    assert "hsmlbench.cli" not in sources
+    assert not any(m.startswith("hsmlbench.images") for m in sources)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--jobs", "0"], "--jobs 0: need at least 1"),
+        (["--address", "auto"], "--address needs --executor ray"),
+        (["--executor", "ray", "--jobs", "2"], "--jobs is for --executor local"),
+    ],
+)
+def test_bad_grid_arguments_exit_2(tmp_path, capsys, extra, message):
+    assert main(_argv(tmp_path / "out", tmp_path / "w", *extra)) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_ray_executor_without_ray_names_the_extra(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    assert main(_argv(tmp_path / "out", tmp_path / "w", "--executor", "ray")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "pip install 'hsmlbench[ray]'" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
