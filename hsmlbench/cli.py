@@ -1,4 +1,4 @@
-"""Command line: ``hsmlbench reproduce | train | evaluate | report``.
+"""Command line: ``hsmlbench reproduce | train | evaluate | report | data``.
 
 Bad arguments end with one line on stderr and exit code 2, before anything is written.
 ``reproduce`` exits 3 when some job of the grid failed (after writing the tables of the jobs
@@ -43,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     rep = sub.add_parser("reproduce", help="run a grid of table cells and write the tables")
-    rep.add_argument("--tables", nargs="+", default=["T1"], help=f"any of {', '.join(TABLES)}")
+    rep.add_argument(
+        "--tables", nargs="+", default=["T1"], help=f"any of {', '.join(TABLES)}, T3, T4"
+    )
     rep.add_argument("--methods", nargs="+", help="default: every method of each table")
     rep.add_argument("--settings", nargs="+", help="e.g. 5-shot; default: every setting")
     rep.add_argument("--budget", default="quick", help=f"one of {', '.join(BUDGETS)}")
@@ -55,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
         "--work-dir", type=Path, default=Path("runs"), help="checkpoints (resumed on re-run)"
     )
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
+    from hsmlbench.images.cli import add_data_commands, add_reproduce_arguments
+
+    add_reproduce_arguments(rep)  # --dataset real|synthetic, --data-root (T3, T4)
     rep.add_argument(
         "--jobs",
         type=int,
@@ -87,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="re-render a table's markdown from its JSON")
     rp.add_argument("json", type=Path, help="e.g. results/T1.json")
+
+    add_data_commands(sub)  # data prepare | data check (T3, T4)
     return parser
 
 
@@ -111,6 +118,7 @@ def _reproduce(args) -> int:
     from functools import partial
 
     from hsmlbench.executors import ExecutorUnavailable, import_ray
+    from hsmlbench.images.cli import plan_images, run_image_jobs, split_tables
     from hsmlbench.reproduce import plan, reproduce
 
     if args.seeds < 1:
@@ -121,9 +129,11 @@ def _reproduce(args) -> int:
         raise UsageError("--jobs is for --executor local; Ray places jobs by the cluster's CPUs")
     if args.executor != "ray" and args.address is not None:
         raise UsageError("--address needs --executor ray")
+    tables, image_tables = split_tables(args.tables, args.dataset)  # T3/T4 run elsewhere
     try:
-        jobs = plan(args.tables, args.methods, args.seeds, args.budget, args.settings)
-        if args.executor == "ray":
+        jobs = plan(tables, args.methods, args.seeds, args.budget, args.settings)
+        image_jobs = plan_images(image_tables, args.methods, args.seeds, args.budget, args.settings)
+        if args.executor == "ray" and jobs:
             import_ray()
     except KeyError as error:
         raise UsageError(error.args[0]) from None
@@ -131,6 +141,11 @@ def _reproduce(args) -> int:
         raise UsageError(str(error)) from None
     out = args.out or default_out_dir(args.budget)
     _check_writable(out)
+    if image_jobs:  # serially in this process (one GPU job at a time), before the grid
+        for path in run_image_jobs(image_jobs, args, out):
+            print(f"wrote {path}")
+    if not jobs:
+        return 0
     report = reproduce(
         jobs,
         out,
@@ -222,7 +237,15 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    handler = {"reproduce": _reproduce, "train": _train, "evaluate": _evaluate, "report": _report}
+    from hsmlbench.images.cli import run_data_command
+
+    handler = {
+        "reproduce": _reproduce,
+        "train": _train,
+        "evaluate": _evaluate,
+        "report": _report,
+        "data": run_data_command,
+    }
     try:
         return handler[args.command](args)
     except UsageError as error:

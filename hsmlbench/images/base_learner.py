@@ -91,7 +91,9 @@ def conv_forward(
     for block in range(N_BLOCKS):
         weight, bias = params[2 * block], params[2 * block + 1]
         filters = weight.shape[1]
-        h = F.conv2d(h, weight.reshape(t * filters, *weight.shape[2:]), bias.reshape(-1), padding=1, groups=t)
+        h = F.conv2d(
+            h, weight.reshape(t * filters, *weight.shape[2:]), bias.reshape(-1), padding=1, groups=t
+        )
         h = F.batch_norm(h, None, None, None, bn_offsets[block].repeat(t), training=True, eps=eps)
         if film is not None:
             gamma, beta = film[block]
@@ -106,7 +108,11 @@ class ConvLearner(nn.Module):
     """The base learner's shapes, its batch-norm offsets, and the batched forward."""
 
     def __init__(
-        self, in_channels: int = 3, filters: int = FILTERS, n_way: int = 5, image_size: int = 84,
+        self,
+        in_channels: int = 3,
+        filters: int = FILTERS,
+        n_way: int = 5,
+        image_size: int = 84,
         eps: float = BN_EPS,
     ) -> None:
         super().__init__()
@@ -121,7 +127,9 @@ class ConvLearner(nn.Module):
         return conv_forward(params, x, self.bn_offsets, film, self.eps)
 
 
-def cross_entropy_sum_over_k(logits: torch.Tensor, target: torch.Tensor, k_shot: int) -> torch.Tensor:
+def cross_entropy_sum_over_k(
+    logits: torch.Tensor, target: torch.Tensor, k_shot: int
+) -> torch.Tensor:
     """Per-task Σ cross-entropy / K over the task's images: [T, M, n_way], [T, M] → [T].
 
     The authors' loss (``xent`` = softmax CE / update_batch_size, summed by ``tf.gradients``

@@ -3,6 +3,10 @@
 ``python -m hsmlbench.images.cli ...`` works on its own; ``hsmlbench.cli`` delegates its
 ``data`` command and the image tables of ``reproduce`` here (one implementation, two doors).
 Bad arguments: one line on stderr, exit 2, nothing written. A data problem: one line, exit 1.
+
+The image tables run one job after another in this process (a GPU job each), outside the
+regression grid's executors and code-version bookkeeping: a finished image job is reused
+when its raw file says "done" with the same config.
 """
 
 from __future__ import annotations
@@ -11,15 +15,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from hsmlbench.cli import UsageError, _check_writable, default_out_dir
 from hsmlbench.images.configs import IMAGE_BUDGETS, IMAGE_TABLES, base_table
 from hsmlbench.images.datasets import DATA_ROOT_ENV, DATASET_NAMES, DataError, resolve_data_root
 
 EXIT_DATA = 1
 EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    pass
+DATASET_CHOICES = ("real", "synthetic")
 
 
 def add_data_commands(sub) -> None:
@@ -27,16 +29,36 @@ def add_data_commands(sub) -> None:
     data = sub.add_parser("data", help="prepare or check the four image datasets (T3, T4)")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     prepare = data_sub.add_parser(
-        "prepare", help="official archive or extracted folder → <root>/meta-dataset/<Folder> at 84×84"
+        "prepare",
+        help="official archive or extracted folder → <root>/meta-dataset/<Folder> at 84×84",
     )
     prepare.add_argument("--dataset", required=True, choices=DATASET_NAMES)
-    prepare.add_argument("--source", required=True, type=Path, help="archive (.tgz/.tar.gz/.zip) or folder")
+    prepare.add_argument(
+        "--source", required=True, type=Path, help="archive (.tgz/.tar.gz/.zip) or folder"
+    )
     prepare.add_argument("--data-root", type=Path, help=f"default: ${DATA_ROOT_ENV}")
-    prepare.add_argument("--force", action="store_true", help="replace an existing prepared dataset")
+    prepare.add_argument(
+        "--force", action="store_true", help="replace an existing prepared dataset"
+    )
     check = data_sub.add_parser("check", help="what is there, counted against PAPER.md §4")
     check.add_argument("--data-root", type=Path, help=f"default: ${DATA_ROOT_ENV}")
     check.add_argument("--datasets", nargs="+", choices=DATASET_NAMES, default=list(DATASET_NAMES))
     check.add_argument("--full", action="store_true", help="decode every image (slow)")
+
+
+def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--dataset`` and ``--data-root``, the image tables' own options of ``reproduce``."""
+    parser.add_argument(
+        "--dataset",
+        default="real",
+        help="T3/T4: real (default; the four datasets) or synthetic (the built-in four-domain "
+        "set, written as tables T3-synthetic, T4-synthetic)",
+    )
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        help=f"T3/T4: the folder holding meta-dataset/ (default: ${DATA_ROOT_ENV})",
+    )
 
 
 def run_data_command(args) -> int:
@@ -56,13 +78,21 @@ def run_data_command(args) -> int:
         return EXIT_DATA
 
 
-def image_table_names(tables: list[str], dataset: str) -> list[str]:
-    """``--dataset synthetic`` maps T3/T4 to T3-synthetic/T4-synthetic (never mixed with real)."""
-    if dataset not in ("real", "synthetic"):
+def is_image_table(table: str) -> bool:
+    return table in IMAGE_TABLES or table in ("T3", "T4")
+
+
+def split_tables(tables: list[str], dataset: str) -> tuple[list[str], list[str]]:
+    """(regression tables, image tables); ``--dataset synthetic`` turns T3/T4 into
+    T3-synthetic/T4-synthetic, so synthetic results never land in the real tables."""
+    if dataset not in DATASET_CHOICES:
         raise UsageError(f"--dataset {dataset!r}: choose real or synthetic")
+    images = [t for t in tables if is_image_table(t)]
     if dataset == "synthetic":
-        return [t if t.endswith("-synthetic") or t not in ("T3", "T4") else f"{t}-synthetic" for t in tables]
-    return tables
+        if not images:
+            raise UsageError("--dataset synthetic applies to the image tables T3 and T4 only")
+        images = [t if t.endswith("-synthetic") else f"{t}-synthetic" for t in images]
+    return [t for t in tables if not is_image_table(t)], list(dict.fromkeys(images))
 
 
 def plan_images(tables, methods, seeds: int, budget: str, settings=None) -> list:
@@ -74,26 +104,46 @@ def plan_images(tables, methods, seeds: int, budget: str, settings=None) -> list
         if table not in IMAGE_TABLES:
             raise UsageError(f"unknown image table {table!r}; known: {', '.join(IMAGE_TABLES)}")
         if budget not in IMAGE_BUDGETS[base_table(table)]:
-            raise UsageError(f"unknown budget {budget!r}; known: {', '.join(IMAGE_BUDGETS[base_table(table)])}")
+            raise UsageError(
+                f"unknown budget {budget!r}; known: {', '.join(IMAGE_BUDGETS[base_table(table)])}"
+            )
         spec = IMAGE_TABLES[table]
         for method in methods or spec.methods:
             if method not in spec.methods:
-                raise UsageError(f"table {table} has no method {method!r}; it has: {', '.join(spec.methods)}")
+                raise UsageError(
+                    f"table {table} has no method {method!r}; it has: {', '.join(spec.methods)}"
+                )
             for setting in settings or spec.settings:
                 if setting not in spec.settings:
-                    raise UsageError(f"table {table} has no setting {setting!r}; it has: {', '.join(spec.settings)}")
+                    raise UsageError(
+                        f"table {table} has no setting {setting!r}; it has: {', '.join(spec.settings)}"
+                    )
                 jobs += [Job(table, method, setting, seed, budget) for seed in range(seeds)]
     return jobs
 
 
+def run_image_jobs(jobs: list, args, out: Path) -> list[Path]:
+    """Runs planned image jobs (serially, in this process) and writes their tables and figures."""
+    from functools import partial
+
+    from hsmlbench.images.reproduce import reproduce_images
+
+    return reproduce_images(
+        jobs, out, args.work_dir, not args.quiet, args.data_root, log=partial(print, flush=True)
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hsmlbench-images", description="T3/T4: few-shot image classification")
+    parser = argparse.ArgumentParser(
+        prog="hsmlbench-images", description="T3/T4: few-shot image classification"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     add_data_commands(sub)
     rep = sub.add_parser("reproduce", help="run T3/T4 jobs and write their tables")
-    rep.add_argument("--tables", nargs="+", default=["T3"], help=f"any of {', '.join(IMAGE_TABLES)}")
-    rep.add_argument("--dataset", default="real", help="real (default) or synthetic")
-    rep.add_argument("--data-root", type=Path, help=f"default: ${DATA_ROOT_ENV}")
+    rep.add_argument(
+        "--tables", nargs="+", default=["T3"], help=f"any of {', '.join(IMAGE_TABLES)}"
+    )
+    add_reproduce_arguments(rep)
     rep.add_argument("--methods", nargs="+")
     rep.add_argument("--settings", nargs="+")
     rep.add_argument("--budget", default="quick")
@@ -105,29 +155,26 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _reproduce(args) -> int:
-    from hsmlbench.cli import _check_writable, default_out_dir
-    from hsmlbench.images.reproduce import reproduce_images
-
     if args.seeds < 1:
         raise UsageError(f"--seeds {args.seeds}: need at least 1")
-    tables = image_table_names(args.tables, args.dataset)
+    regression, tables = split_tables(args.tables, args.dataset)
+    if regression:
+        raise UsageError(f"not an image table: {', '.join(regression)} (use `hsmlbench reproduce`)")
     jobs = plan_images(tables, args.methods, args.seeds, args.budget, args.settings)
     out = args.out or default_out_dir(args.budget)
     _check_writable(out)
-    for path in reproduce_images(jobs, out, args.work_dir, not args.quiet, args.data_root):
+    for path in run_image_jobs(jobs, args, out):
         print(f"wrote {path}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hsmlbench.cli import UsageError as OutputFolderError  # raised by _check_writable
-
     args = _parser().parse_args(argv)
     try:
         if args.command == "data":
             return run_data_command(args)
         return _reproduce(args)
-    except (UsageError, OutputFolderError) as error:
+    except UsageError as error:
         print(f"hsmlbench: {error}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -21,8 +21,7 @@ import json
 from dataclasses import dataclass
 
 from hsmlbench.configs import EVAL_SEED, Budget, TableSpec
-from hsmlbench.images.datasets import DATASET_NAMES, DATASETS
-from hsmlbench.images.synthetic import SYNTHETIC_DOMAINS, SYNTHETIC_LABELS
+from hsmlbench.images.datasets import DATASET_NAMES, DATASETS, SYNTHETIC_DOMAINS, SYNTHETIC_LABELS
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,12 @@ class ImageContinualSettings:
     every method so that the methods are compared on the same data.
     """
 
-    arrivals: tuple[tuple[int, str], ...] = ((0, "bird"), (0, "texture"), (15_000, "aircraft"), (30_000, "fungi"))
+    arrivals: tuple[tuple[int, str], ...] = (
+        (0, "bird"),
+        (0, "texture"),
+        (15_000, "aircraft"),
+        (30_000, "fungi"),
+    )
     reference_iterations: int = 40_000
     grow: bool = False  # HSML-D adds first-level clusters
     window: int = 100  # iterations per window
@@ -130,14 +134,17 @@ class ImageRunConfig:
         current = json.loads(json.dumps(self.to_dict()))
         stored = json.loads(json.dumps(stored))
         return all(
-            stored[key] == value if key in stored else value is None for key, value in current.items()
+            stored[key] == value if key in stored else value is None
+            for key, value in current.items()
         ) and set(stored) <= set(current)
 
 
 # Budgets of the image tables, by the shared budget names (PAPER.md §4: 60,000 iterations for
 # T3 1-shot, 50,000 for 5-shot, 40,000 for T4; 1,000 test tasks per dataset).
 _SMOKE = Budget("smoke", 12, 30, 6, "CI smoke test: the whole path, numbers meaningless")
-_QUICK = Budget("quick", 5_000, 1_000, 1_000, "reduced: 5,000 iterations, 1,000 test tasks per dataset")
+_QUICK = Budget(
+    "quick", 5_000, 1_000, 1_000, "reduced: 5,000 iterations, 1,000 test tasks per dataset"
+)
 IMAGE_BUDGETS: dict[str, dict[str, Budget]] = {
     "T3": {
         "smoke": _SMOKE,
@@ -187,11 +194,15 @@ IMAGE_TABLES: dict[str, TableSpec] = {
     ),
 }
 IMAGE_TABLES["T3-synthetic"] = dataclasses.replace(
-    IMAGE_TABLES["T3"], name="T3-synthetic", title="SYNTHETIC " + IMAGE_TABLES["T3"].title,
+    IMAGE_TABLES["T3"],
+    name="T3-synthetic",
+    title="SYNTHETIC " + IMAGE_TABLES["T3"].title,
     notes=(_SYNTHETIC_NOTE,),
 )
 IMAGE_TABLES["T4-synthetic"] = dataclasses.replace(
-    IMAGE_TABLES["T4"], name="T4-synthetic", title="SYNTHETIC " + IMAGE_TABLES["T4"].title,
+    IMAGE_TABLES["T4"],
+    name="T4-synthetic",
+    title="SYNTHETIC " + IMAGE_TABLES["T4"].title,
     notes=(_SYNTHETIC_NOTE,),
 )
 
@@ -227,7 +238,9 @@ def image_run_config(table: str, method: str, setting: str, budget: str) -> Imag
     if method not in spec.methods:
         raise KeyError(f"table {table} has no method {method!r}; it has: {', '.join(spec.methods)}")
     if setting not in spec.settings:
-        raise KeyError(f"table {table} has no setting {setting!r}; it has: {', '.join(spec.settings)}")
+        raise KeyError(
+            f"table {table} has no setting {setting!r}; it has: {', '.join(spec.settings)}"
+        )
     budgets = IMAGE_BUDGETS[base_table(table)]
     if budget not in budgets:
         raise KeyError(f"unknown budget {budget!r}; known: {', '.join(budgets)}")

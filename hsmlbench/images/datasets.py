@@ -104,6 +104,11 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 DATASET_NAMES: tuple[str, ...] = tuple(DATASETS)  # the order of T3/T4's columns and of HSML's code
 
+# The synthetic stand-ins (hsmlbench.images.synthetic), slot by slot: domain i copies the
+# split sizes of DATASET_NAMES[i] and takes its place in T4's stream.
+SYNTHETIC_DOMAINS: tuple[str, ...] = ("shapes", "gratings", "dots", "clouds")
+SYNTHETIC_LABELS = {d: f"{d.capitalize()} (synthetic)" for d in SYNTHETIC_DOMAINS}
+
 
 def get_spec(name: str) -> DatasetSpec:
     if name not in DATASETS:

@@ -78,7 +78,9 @@ class ImageTaskRepresentation(nn.Module):
         self.autoencoder = GRUAutoencoder(items, items, hidden)
         self.autoencoder.embed = nn.Identity()
 
-    def forward(self, x_support: torch.Tensor, y_support: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x_support: torch.Tensor, y_support: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x [T, M, 3, S, S], y [T, M] → (h [T, d], reconstruction MSE scalar)."""
         t, m = y_support.shape
         features = self.cnn(x_support.flatten(0, 1)).view(t, m, -1)
@@ -87,17 +89,26 @@ class ImageTaskRepresentation(nn.Module):
 
 
 def per_task_batch_norm(
-    h: torch.Tensor, n_tasks: int, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float
+    h: torch.Tensor,
+    n_tasks: int,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    eps: float,
 ) -> torch.Tensor:
     """Batch norm with each task's own batch statistics: h [T·M, C, H, W] (task-major)."""
     tm, c = h.shape[:2]
     m = tm // n_tasks
-    stacked = h.view(n_tasks, m, c, *h.shape[2:]).transpose(0, 1).reshape(m, n_tasks * c, *h.shape[2:])
+    stacked = (
+        h.view(n_tasks, m, c, *h.shape[2:]).transpose(0, 1).reshape(m, n_tasks * c, *h.shape[2:])
+    )
     stacked = F.batch_norm(
-        stacked, None, None,
+        stacked,
+        None,
+        None,
         None if weight is None else weight.repeat(n_tasks),
         None if bias is None else bias.repeat(n_tasks),
-        training=True, eps=eps,
+        training=True,
+        eps=eps,
     )
     return stacked.view(m, n_tasks, c, *h.shape[2:]).transpose(0, 1).reshape(tm, c, *h.shape[2:])
 
@@ -122,7 +133,9 @@ class MUMOMAMLImageEncoder(nn.Module):
         super().__init__()
         self.eps = eps
         widths = (3, *channels)
-        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(widths[:-1], widths[1:]))
+        self.convs = nn.ModuleList(
+            nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(widths[:-1], widths[1:])
+        )
         self.bn_weight = nn.ParameterList(nn.Parameter(torch.ones(c)) for c in channels)
         self.bn_bias = nn.ParameterList(nn.Parameter(torch.zeros(c)) for c in channels)
         self.project = nn.Linear(channels[-1], embedding)

@@ -37,13 +37,17 @@ class ImageEpisodeBatch:
     x_query: torch.Tensor  # [T, N·Q, 3, S, S]
     y_query: torch.Tensor  # [T, N·Q]
     dataset: torch.Tensor  # [T] index into the run's dataset tuple
-    classes: torch.Tensor  # [T, N] class index within that dataset's split; label i is classes[:, i]
+    classes: (
+        torch.Tensor
+    )  # [T, N] class index within that dataset's split; label i is classes[:, i]
 
     @property
     def n_tasks(self) -> int:
         return self.x_support.shape[0]
 
-    def to(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> ImageEpisodeBatch:
+    def to(
+        self, device: torch.device | str, dtype: torch.dtype = torch.float32
+    ) -> ImageEpisodeBatch:
         """Moves to ``device``; uint8 images become ``dtype`` in [0, 1] there (x / 255)."""
 
         def images(x: torch.Tensor) -> torch.Tensor:
@@ -70,9 +74,19 @@ class ImageEpisodeBatch:
         )
 
     def pin_memory(self) -> ImageEpisodeBatch:
-        return ImageEpisodeBatch(*(t.pin_memory() for t in (
-            self.x_support, self.y_support, self.x_query, self.y_query, self.dataset, self.classes
-        )))
+        return ImageEpisodeBatch(
+            *(
+                t.pin_memory()
+                for t in (
+                    self.x_support,
+                    self.y_support,
+                    self.x_query,
+                    self.y_query,
+                    self.dataset,
+                    self.classes,
+                )
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -110,7 +124,9 @@ class EpisodeSampler:
         self.n_way, self.k_shot, self.n_query = n_way, k_shot, n_query
         for split in self.splits:
             if split.n_classes < n_way:
-                raise ValueError(f"{split.dataset}/{split.split}: {split.n_classes} classes < {n_way}-way")
+                raise ValueError(
+                    f"{split.dataset}/{split.split}: {split.n_classes} classes < {n_way}-way"
+                )
             if int(split.counts.min()) < k_shot + n_query:
                 raise ValueError(
                     f"{split.dataset}/{split.split}: a class has {int(split.counts.min())} images, "
@@ -123,17 +139,26 @@ class EpisodeSampler:
         """Task composition only (no images): dataset uniform among ``datasets`` (default all)."""
         datasets = list(range(len(self.splits))) if datasets is None else list(datasets)
         n, k, q = self.n_way, self.k_shot, self.n_query
-        out = {name: [] for name in ("dataset", "classes", "support", "y_support", "query", "y_query")}
+        out = {
+            name: [] for name in ("dataset", "classes", "support", "y_support", "query", "y_query")
+        }
         for _ in range(n_tasks):
             d = datasets[int(torch.randint(len(datasets), (1,), generator=generator))]
             split = self.splits[d]
             classes = torch.randperm(split.n_classes, generator=generator)[:n]
-            chosen = torch.stack([
-                split.starts[c] + torch.randperm(int(split.counts[c]), generator=generator)[: k + q]
-                for c in classes
-            ])  # [N, K + Q]
-            order = torch.stack([torch.randperm(n, generator=generator) for _ in range(k + q)])  # [K + Q, N]
-            images = chosen.t().gather(1, order)  # [K + Q, N]: shot-major, classes shuffled per shot
+            chosen = torch.stack(
+                [
+                    split.starts[c]
+                    + torch.randperm(int(split.counts[c]), generator=generator)[: k + q]
+                    for c in classes
+                ]
+            )  # [N, K + Q]
+            order = torch.stack(
+                [torch.randperm(n, generator=generator) for _ in range(k + q)]
+            )  # [K + Q, N]
+            images = chosen.t().gather(
+                1, order
+            )  # [K + Q, N]: shot-major, classes shuffled per shot
             out["dataset"].append(d)
             out["classes"].append(classes)
             out["support"].append(images[:k].reshape(-1))
@@ -142,10 +167,15 @@ class EpisodeSampler:
             out["y_query"].append(order[k:].reshape(-1))
         return EpisodeIndices(
             torch.tensor(out["dataset"], dtype=torch.int64),
-            *(torch.stack(out[name]) for name in ("classes", "support", "y_support", "query", "y_query")),
+            *(
+                torch.stack(out[name])
+                for name in ("classes", "support", "y_support", "query", "y_query")
+            ),
         )
 
-    def gather(self, idx: EpisodeIndices, start: int = 0, stop: int | None = None) -> ImageEpisodeBatch:
+    def gather(
+        self, idx: EpisodeIndices, start: int = 0, stop: int | None = None
+    ) -> ImageEpisodeBatch:
         """The uint8 images of tasks ``start:stop``."""
         stop = len(idx.dataset) if stop is None else stop
         xs, xq = [], []
@@ -171,7 +201,9 @@ class EpisodeSampler:
 class EvaluationTasks:
     """One dataset's fixed test tasks (K support + K query per class), built chunk by chunk."""
 
-    def __init__(self, split: ImageSplit, n_tasks: int, n_way: int, k_shot: int, n_query: int, eval_seed: int):
+    def __init__(
+        self, split: ImageSplit, n_tasks: int, n_way: int, k_shot: int, n_query: int, eval_seed: int
+    ):
         self.sampler = EpisodeSampler([split], n_way, k_shot, n_query)
         self.idx = self.sampler.indices(n_tasks, evaluation_generator(eval_seed, split.dataset))
         self.n_tasks = n_tasks

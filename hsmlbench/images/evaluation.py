@@ -31,7 +31,12 @@ class ImageEvalResult:
 
 def evaluation_tasks(config: ImageRunConfig, split: ImageSplit) -> EvaluationTasks:
     return EvaluationTasks(
-        split, config.budget.n_test_tasks, config.n_way, config.k_shot, config.query_test, config.eval_seed
+        split,
+        config.budget.n_test_tasks,
+        config.n_way,
+        config.k_shot,
+        config.query_test,
+        config.eval_seed,
     )
 
 
@@ -54,5 +59,7 @@ def evaluate_image_model(
         curve = np.concatenate(curves)
         if not np.isfinite(curve).all():
             raise FloatingPointError(f"{config.job_name}: non-finite accuracy on {name}")
-        results[name] = ImageEvalResult(curve, {k: np.concatenate(v) for k, v in assignments.items()})
+        results[name] = ImageEvalResult(
+            curve, {k: np.concatenate(v) for k, v in assignments.items()}
+        )
     return results

@@ -19,7 +19,10 @@ from hsmlbench.paper_reference import METHOD_LABELS
 
 
 def _done_hsml_raws(out_dir: Path, table: str, budget: str) -> list[dict]:
-    raws = [json.loads(p.read_text()) for p in sorted((Path(out_dir) / "runs" / table).glob(f"*-{budget}.json"))]
+    raws = [
+        json.loads(p.read_text())
+        for p in sorted((Path(out_dir) / "runs" / table).glob(f"*-{budget}.json"))
+    ]
     raws = [r for r in raws if r.get("status") == "done" and r["method"].startswith("hsml")]
     if not raws:
         return []
@@ -28,24 +31,39 @@ def _done_hsml_raws(out_dir: Path, table: str, budget: str) -> list[dict]:
     return sorted((r for r in raws if r["seed"] == seed), key=lambda r: methods.index(r["method"]))
 
 
-def plot_image_clusters(raws: list[dict], table: str, budget: str, path: Path, synthetic: bool) -> Path:
+def plot_image_clusters(
+    raws: list[dict], table: str, budget: str, path: Path, synthetic: bool
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(raws), 2, figsize=(12, 3.2 * len(raws)), squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(
+        len(raws), 2, figsize=(12, 3.2 * len(raws)), squeeze=False, constrained_layout=True
+    )
     for row, raw in enumerate(raws):
         labels = [cell["label"] for cell in raw["per_dataset"].values()]
         for col, level in enumerate(("level1", "level2")):
-            matrix = np.array([cell["mean_assignments"][level] for cell in raw["per_dataset"].values()])
+            matrix = np.array(
+                [cell["mean_assignments"][level] for cell in raw["per_dataset"].values()]
+            )
             ax = axes[row, col]
             image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=1, aspect="auto")
             for (i, j), value in np.ndenumerate(matrix):
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center",
-                        color="white" if value < 0.6 else "black", fontsize=9)
+                ax.text(
+                    j,
+                    i,
+                    f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    color="white" if value < 0.6 else "black",
+                    fontsize=9,
+                )
             ax.set_yticks(range(len(labels)), labels)
-            ax.set_xticks(range(matrix.shape[1]), [f"cluster {k + 1}" for k in range(matrix.shape[1])])
+            ax.set_xticks(
+                range(matrix.shape[1]), [f"cluster {k + 1}" for k in range(matrix.shape[1])]
+            )
             ax.set_title(f"{METHOD_LABELS.get(raw['method'], raw['method'])}: {level} assignment")
             fig.colorbar(image, ax=ax, fraction=0.046)
     what = "SYNTHETIC four-domain data (not the paper's datasets)" if synthetic else "real datasets"
@@ -64,7 +82,9 @@ def write_image_figures(table: str, budget: str, out_dir: Path) -> list[Path]:
         return []
     folder = Path(out_dir) / "figures"
     synthetic = is_synthetic(table)
-    written = [plot_image_clusters(raws, table, budget, folder / f"{table}_clusters.png", synthetic)]
+    written = [
+        plot_image_clusters(raws, table, budget, folder / f"{table}_clusters.png", synthetic)
+    ]
     if table == "T3-synthetic" and not _done_hsml_raws(out_dir, "T3", budget):
         written.append(plot_image_clusters(raws, table, budget, folder / "T3_clusters.png", True))
     return written
@@ -78,9 +98,14 @@ def cluster_note(raws: list[dict], table: str) -> str | None:
         level1 = {c["label"]: c["mean_assignments"].get("level1") for c in cells.values()}
         if not level1 or any(v is None for v in level1.values()):
             continue
-        described = ", ".join(f"{label} → cluster {int(np.argmax(v)) + 1} ({max(v):.2f})" for label, v in level1.items())
+        described = ", ".join(
+            f"{label} → cluster {int(np.argmax(v)) + 1} ({max(v):.2f})"
+            for label, v in level1.items()
+        )
         k = len(next(iter(level1.values())))
-        parts.append(f"{METHOD_LABELS.get(raw['method'], raw['method'])} ({k} clusters): {described}")
+        parts.append(
+            f"{METHOD_LABELS.get(raw['method'], raw['method'])} ({k} clusters): {described}"
+        )
     if not parts:
         return None
     return (

@@ -88,6 +88,7 @@ def check_dataset(root: Path, name: str, full: bool = False) -> DatasetReport:
         report.fix = how_to_get(name, root)
         return report
     classes_found: dict[str, list[str]] = {}
+    image_problem = None
     for split in SPLITS:
         folder = path / split
         if not folder.is_dir():
@@ -102,11 +103,11 @@ def check_dataset(root: Path, name: str, full: bool = False) -> DatasetReport:
             files = _image_files(class_dir)
             names.append(class_dir.name)
             counts.append(len(files))
-            if files and not report.problems:
-                problem = _check_images(files, full)
-                if problem:
-                    report.problems.append(problem)
-                    report.fix = (
+            if files and not image_problem:  # report the first bad image only
+                image_problem = _check_images(files, full)
+                if image_problem:
+                    report.problems.append(image_problem)
+                    report.fix = report.fix or (
                         f"replace or delete the file, or re-run `hsmlbench data prepare --dataset "
                         f"{name} --source PATH --force` from the official archive"
                     )

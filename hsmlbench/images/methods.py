@@ -45,7 +45,9 @@ class ImageMetaLearner(MetaLearner):
     def query_metric(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return accuracy_percent(prediction, target)
 
-    def meta_loss_and_accuracy(self, batch, steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def meta_loss_and_accuracy(
+        self, batch, steps: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """As ``meta_loss``, plus the post-adaptation query accuracy per task (no gradient).
 
         Returns ``(loss, per_task_query_loss, per_task_query_accuracy)``; HSML-D's growth rule
@@ -77,7 +79,9 @@ class ImageMetaLearner(MetaLearner):
 class ImageMAML(ImageMetaLearner):
     """One θ0 for every task."""
 
-    def __init__(self, learner: ConvLearner, k_shot: int, inner_lr: float, second_order: bool = True):
+    def __init__(
+        self, learner: ConvLearner, k_shot: int, inner_lr: float, second_order: bool = True
+    ):
         super().__init__(learner, k_shot, inner_lr, second_order)
         self.theta0 = nn.ParameterList(nn.Parameter(t) for t in learner.init_tensors())
 
@@ -89,7 +93,14 @@ class ImageMAML(ImageMetaLearner):
 class ImageMUMOMAML(ImageMetaLearner):
     """θ0 plus per-task, per-channel FiLM of every conv block from the support images."""
 
-    def __init__(self, learner: ConvLearner, settings, k_shot: int, inner_lr: float, second_order: bool = True):
+    def __init__(
+        self,
+        learner: ConvLearner,
+        settings,
+        k_shot: int,
+        inner_lr: float,
+        second_order: bool = True,
+    ):
         super().__init__(learner, k_shot, inner_lr, second_order, settings.inner_grad_clamp)
         self.theta0 = nn.ParameterList(nn.Parameter(t) for t in learner.init_tensors())
         widths = tuple(shape[0] for shape in learner.shapes[0:-2:2])
@@ -111,8 +122,16 @@ class ImageHSML(ImageMetaLearner):
     to all ~32.6 K base parameters, about 8.4 M gate weights at 84×84 (PAPER.md §4).
     """
 
-    def __init__(self, learner: ConvLearner, settings, k_shot: int, inner_lr: float,
-                 image_size: int, second_order: bool = True, growable: bool = False):
+    def __init__(
+        self,
+        learner: ConvLearner,
+        settings,
+        k_shot: int,
+        inner_lr: float,
+        image_size: int,
+        second_order: bool = True,
+        growable: bool = False,
+    ):
         """``growable``: the tree's first level can gain clusters (HSML-S/D on the T4 stream use
         ``hsmlbench.continual.GrowableClusterTree``; the same math as ``ClusterTree``)."""
         super().__init__(learner, k_shot, inner_lr, second_order)
@@ -181,8 +200,17 @@ def build_image_model(config: ImageRunConfig) -> ImageMetaLearner:
     if config.method == "maml":
         return ImageMAML(learner, config.k_shot, config.inner_lr, config.second_order)
     if config.method == "mumomaml":
-        return ImageMUMOMAML(learner, config.mumomaml, config.k_shot, config.inner_lr, config.second_order)
+        return ImageMUMOMAML(
+            learner, config.mumomaml, config.k_shot, config.inner_lr, config.second_order
+        )
     if config.method.startswith("hsml"):
-        return ImageHSML(learner, config.hsml, config.k_shot, config.inner_lr, config.image_size,
-                         config.second_order, growable=config.continual is not None)
+        return ImageHSML(
+            learner,
+            config.hsml,
+            config.k_shot,
+            config.inner_lr,
+            config.image_size,
+            config.second_order,
+            growable=config.continual is not None,
+        )
     raise KeyError(f"unknown image method {config.method!r}")

@@ -12,7 +12,10 @@ import torch.nn.functional as F
 
 
 def single_task_logits(
-    params: list[torch.Tensor], x: torch.Tensor, bn_offsets: torch.Tensor, eps: float,
+    params: list[torch.Tensor],
+    x: torch.Tensor,
+    bn_offsets: torch.Tensor,
+    eps: float,
     film: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> torch.Tensor:
     """x [N, C, H, W] → logits [N, n_way] for one task's parameters (no task dimension)."""
@@ -30,8 +33,13 @@ def single_task_logits(
 
 
 def per_task_image_maml_meta_loss(
-    theta0: list[torch.Tensor], batch, inner_lr: float, steps: int, k_shot: int,
-    bn_offsets: torch.Tensor, eps: float,
+    theta0: list[torch.Tensor],
+    batch,
+    inner_lr: float,
+    steps: int,
+    k_shot: int,
+    bn_offsets: torch.Tensor,
+    eps: float,
 ) -> torch.Tensor:
     """Mean over tasks of Σ query CE / K after ``steps`` second-order SGD steps on Σ support CE / K."""
     losses = []

@@ -19,7 +19,12 @@ import torch
 from hsmlbench.atomic import save_torch
 from hsmlbench.images.configs import ImageRunConfig
 from hsmlbench.images.continual import active_datasets, should_grow
-from hsmlbench.images.episodes import BackgroundLoader, EpisodeSampler, ImageEpisodeBatch, episode_generator
+from hsmlbench.images.episodes import (
+    BackgroundLoader,
+    EpisodeSampler,
+    ImageEpisodeBatch,
+    episode_generator,
+)
 from hsmlbench.images.layout import ImageSplit
 from hsmlbench.images.methods import ImageMetaLearner, build_image_model
 from hsmlbench.progress import Progress
@@ -91,7 +96,9 @@ def train_image_model(
     checkpoint = Path(run_dir) / CHECKPOINT if run_dir is not None else None
     if resume:
         if checkpoint is None or not checkpoint.exists():
-            raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint}; start the run without --resume")
+            raise FileNotFoundError(
+                f"--resume: no checkpoint at {checkpoint}; start the run without --resume"
+            )
         state = torch.load(checkpoint, weights_only=False, map_location=device)
         if not config.matches(state["config"]) or state["seed"] != seed:
             raise ValueError(
@@ -159,22 +166,30 @@ def train_image_model(
             losses.append(loss)
             accuracies.append(accuracy.mean().item())
             done = iteration + 1
-            if grows and should_grow(accuracies, done, model.last_addition, config.continual, total):
+            if grows and should_grow(
+                accuracies, done, model.last_addition, config.continual, total
+            ):
                 optimizer.add_param_group({"params": model.add_cluster()})
                 model.last_addition = done
                 window = config.continual.window_at(total)
-                events.append({
-                    "event": "cluster_added",
-                    "iteration": done,
-                    "window_accuracy": sum(accuracies[-window:]) / window,
-                    "previous_window_accuracy": sum(accuracies[-2 * window : -window]) / window,
-                    "n_clusters": model.tree.n_clusters,
-                })
+                events.append(
+                    {
+                        "event": "cluster_added",
+                        "iteration": done,
+                        "window_accuracy": sum(accuracies[-window:]) / window,
+                        "previous_window_accuracy": sum(accuracies[-2 * window : -window]) / window,
+                        "n_clusters": model.tree.n_clusters,
+                    }
+                )
             bar.update(done, loss)
-            if checkpoint is not None and (done % config.budget.checkpoint_every == 0 or done == end):
+            if checkpoint is not None and (
+                done % config.budget.checkpoint_every == 0 or done == end
+            ):
                 save_torch(checkpoint, snapshot(done))
     finally:
         loader.close()
     bar.close(end, losses[-1] if losses else float("nan"))
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    return ImageTrainResult(model, losses, accuracies, elapsed_before + time.perf_counter() - t0, events, peak)
+    return ImageTrainResult(
+        model, losses, accuracies, elapsed_before + time.perf_counter() - t0, events, peak
+    )
