@@ -94,7 +94,10 @@ def conv_forward(
         h = F.conv2d(
             h, weight.reshape(t * filters, *weight.shape[2:]), bias.reshape(-1), padding=1, groups=t
         )
-        h = F.batch_norm(h, None, None, None, bn_offsets[block].repeat(t), training=True, eps=eps)
+        offset = bn_offsets[block].repeat(t)
+        # An explicit unit scale, not weight=None: CUDA's batch-norm double backward (second-order
+        # MAML) fails with "tensor does not have a device" on an undefined weight (seen on H100).
+        h = F.batch_norm(h, None, None, torch.ones_like(offset), offset, training=True, eps=eps)
         if film is not None:
             gamma, beta = film[block]
             h = torch.addcmul(beta.reshape(1, -1, 1, 1), h, 1.0 + gamma.reshape(1, -1, 1, 1))
