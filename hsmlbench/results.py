@@ -170,6 +170,8 @@ def _fmt(value: float | None, ci: float | None = None, digits: int = 3) -> str:
 def _fmt_p(p: float) -> str:
     if p is None or not np.isfinite(p):
         return "—"
+    if p == 0:
+        return "< 1e-300"  # below double precision: scipy returns exactly 0
     return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
 
 
@@ -229,6 +231,7 @@ def render_markdown(data: dict) -> str:
                 "train time",
             ],
             tablefmt="github",
+            disable_numparse=True,  # keep our formatting (p-values, ± CIs)
         )
     )
     lines += [
@@ -269,6 +272,7 @@ def render_markdown(data: dict) -> str:
                     "verdict",
                 ],
                 tablefmt="github",
+                disable_numparse=True,
             )
         )
         lines += [
