@@ -188,7 +188,8 @@ def render_markdown(data: dict) -> str:
         "",
         f"- Budget: **{budget['name']}** ({budget['iterations']:,} meta-training iterations, "
         f"{budget['n_test_tasks']:,} test tasks){'' if budget['name'] == 'paper' else ' — NOT the paper budget'}",
-        f"- Seeds: {', '.join(map(str, seeds))}; every method is evaluated on the same test tasks",
+        f"- Seeds: {', '.join(map(str, seeds)) or 'none (no cell has run)'}; every method is "
+        "evaluated on the same test tasks",
         f"- Commit {env.get('commit', '?')}, torch {env.get('torch', '?')}, "
         f"device: {env.get('device', '?')}, {env.get('date', '')}",
         f"- Metric: {metric} ({'lower' if data.get('lower_is_better', True) else 'higher'} is "
@@ -197,6 +198,8 @@ def render_markdown(data: dict) -> str:
         "## Published vs ours",
         "",
     ]
+    if not summary["cells"]:
+        lines.append("No cell of this table has run at this budget: see the notes below.")
     rows = []
     for cell in summary["cells"]:
         rows.append(
@@ -215,7 +218,9 @@ def render_markdown(data: dict) -> str:
             ]
         )
     lines.append(
-        tabulate(
+        ""
+        if not rows
+        else tabulate(
             rows,
             headers=[
                 "method",

@@ -116,7 +116,7 @@ def run_image_job(
         missing = ", ".join(config.dataset_label(n) for n in problems)
         record.update(
             status="not run",
-            reason=f"{missing}: " + "; ".join(problems.values()),
+            reason=f"{missing}: " + "; ".join(dict.fromkeys(problems.values())),
             dataset_problems=problems,
             how_to_get={n: how_to_get(n, data_root or "$HSMLBENCH_DATA") for n in problems},
             mean=math.nan,
