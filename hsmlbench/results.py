@@ -149,8 +149,12 @@ def summarize(data: dict) -> dict:
         reversed_ = c["mean_difference"] > 0 if lower_is_better else c["mean_difference"] < 0
         if c["wilcoxon_p_holm"] < SIGNIFICANCE and c["t_p_holm"] < SIGNIFICANCE:
             c["verdict"] = "supported"
+        elif min(c["wilcoxon_p"], c["t_p"]) > 1 - SIGNIFICANCE / 2:
+            # each one-sided p of the claimed direction above 0.975: the opposite direction is
+            # significant at 0.05 two-sided (unadjusted)
+            c["verdict"] = "contradicted: significantly reversed in our run"
         elif reversed_:
-            c["verdict"] = "not supported: reversed in our run"
+            c["verdict"] = "not supported: reversed in our run, not significant"
         else:
             c["verdict"] = "not supported: difference not significant"
     for cell in cells:

@@ -30,8 +30,30 @@ def test_claims_reversed_in_our_run_are_reported_as_such():
         if row["method"] == "hsml":
             row["per_task"] = [v + 5 for v in row["per_task"]]
     verdicts = {c["claim"]: c["verdict"] for c in summarize(data)["comparisons"]}
-    assert verdicts["hsml better than maml (5-shot)"] == "not supported: reversed in our run"
+    assert (
+        verdicts["hsml better than maml (5-shot)"]
+        == "contradicted: significantly reversed in our run"
+    )
     assert verdicts["mumomaml better than maml (5-shot)"] == "supported"
+
+
+def test_a_small_reversal_is_not_called_a_contradiction():
+    data = load_table(DATA / "T1_fixture.json")
+    hsml = {r["seed"]: r for r in data["rows"] if r["method"] == "hsml"}
+    for row in data["rows"]:  # MUMOMAML = HSML plus a tiny, mixed-sign perturbation
+        if row["method"] == "mumomaml":
+            row["per_task"] = [
+                v + d
+                for v, d in zip(
+                    hsml[row["seed"]]["per_task"], [-0.02, 0.01, -0.01, 0.0, -0.01, 0.02]
+                )
+            ]
+    # mean(mumomaml) − mean(hsml) < 0: the claim "hsml better" goes the other way, weakly
+    verdicts = {c["claim"]: c["verdict"] for c in summarize(data)["comparisons"]}
+    assert (
+        verdicts["hsml better than mumomaml (5-shot)"]
+        == "not supported: reversed in our run, not significant"
+    )
 
 
 def test_malformed_results_file_names_the_problem(tmp_path):
