@@ -68,26 +68,18 @@ class GrowableClusterTree(ClusterTree):
         )
 
 
-class ContinualHSML(HSML):
-    """HSML on a task stream; with ``rule.grow`` it is HSML-D, otherwise HSML-S."""
+class GrowingFirstLevel:
+    """What a model whose ``tree`` is a ``GrowableClusterTree`` needs to grow: adding a cluster,
+    re-creating its clusters before a checkpoint loads, and one Adam group per added cluster.
+    Shared by regression (``ContinualHSML``) and image HSML-D."""
 
-    def __init__(
-        self,
-        settings: HSMLSettings,
-        rule: ContinualSettings,
-        inner_lr: float,
-        second_order: bool = True,
-    ) -> None:
-        tree = GrowableClusterTree(
-            settings.hidden, settings.clusters, settings.sigma, settings.level2
-        )
-        super().__init__(settings, inner_lr, second_order, tree=tree)
-        self.rule = rule
-        self.initial_clusters = settings.clusters[0]
+    tree: GrowableClusterTree
+
+    def init_growth(self, initial_clusters: int) -> None:
+        self.initial_clusters = initial_clusters
         self.added: list[list[nn.Parameter]] = []
         self.last_addition: int | None = None
 
-    # --- growth -------------------------------------------------------------------------
     def add_cluster(self) -> list[nn.Parameter]:
         new = self.tree.add_cluster()
         self.added.append(new)
@@ -107,6 +99,24 @@ class ContinualHSML(HSML):
         added = {id(p) for group in self.added for p in group}
         base = [p for p in self.parameters() if id(p) not in added]
         return [{"params": base}] + [{"params": group} for group in self.added]
+
+
+class ContinualHSML(GrowingFirstLevel, HSML):
+    """HSML on a task stream; with ``rule.grow`` it is HSML-D, otherwise HSML-S."""
+
+    def __init__(
+        self,
+        settings: HSMLSettings,
+        rule: ContinualSettings,
+        inner_lr: float,
+        second_order: bool = True,
+    ) -> None:
+        tree = GrowableClusterTree(
+            settings.hidden, settings.clusters, settings.sigma, settings.level2
+        )
+        super().__init__(settings, inner_lr, second_order, tree=tree)
+        self.rule = rule
+        self.init_growth(settings.clusters[0])
 
     def after_iteration(self, iteration: int, query_losses: list[float], optimizer, events: list):
         """At each window's end, HSML-D adds a cluster if the loss jumped (``should_grow``)."""

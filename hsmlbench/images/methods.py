@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from hsmlbench.base_learners import Params, glorot_uniform_
-from hsmlbench.continual import GrowableClusterTree
+from hsmlbench.continual import GrowableClusterTree, GrowingFirstLevel
 from hsmlbench.hsml import ClusterTree
 from hsmlbench.images.base_learner import ConvLearner, accuracy_percent, cross_entropy_sum_over_k
 from hsmlbench.images.configs import ImageRunConfig
@@ -114,7 +114,7 @@ class ImageMUMOMAML(ImageMetaLearner):
         )
 
 
-class ImageHSML(ImageMetaLearner):
+class ImageHSML(GrowingFirstLevel, ImageMetaLearner):
     """Task representation → 4 → 2 → 1 tree → gates on every base-learner tensor → MAML.
 
     The tree is ``hsmlbench.hsml.ClusterTree`` and the gates go through
@@ -145,9 +145,7 @@ class ImageHSML(ImageMetaLearner):
         )
         tree_class = GrowableClusterTree if growable else ClusterTree
         self.tree = tree_class(d, settings.clusters, settings.sigma, settings.level2)
-        self.initial_clusters = settings.clusters[0]
-        self.added: list[list[nn.Parameter]] = []
-        self.last_addition: int | None = None
+        self.init_growth(settings.clusters[0])
         # one Glorot-uniform gate map per base tensor, zero bias (as HSML's regression gates)
         gate_weight = torch.empty(2 * d, sum(self.numels))
         for segment in gate_weight.split(self.numels, dim=1):
@@ -171,27 +169,6 @@ class ImageHSML(ImageMetaLearner):
             aux_loss=self.settings.reconstruction_weight * reconstruction,
             assignments={"level1": p, "level2": (p[..., None] * q).sum(1)},
         )
-
-    # HSML-D: the tree's first level grows, as regression's ContinualHSML
-    def add_cluster(self) -> list[nn.Parameter]:
-        new = self.tree.add_cluster()
-        self.added.append(new)
-        return new
-
-    def growth_state(self) -> dict:
-        return {"n_clusters": self.tree.n_clusters, "last_addition": self.last_addition}
-
-    def load_growth_state(self, state: dict) -> None:
-        """Before loading a checkpoint: re-create the clusters it had (values come after)."""
-        while self.tree.n_clusters < state.get("n_clusters", self.initial_clusters):
-            self.add_cluster()
-        self.last_addition = state.get("last_addition")
-
-    def optimizer_groups(self) -> list[dict]:
-        """One Adam group for the original parameters, one per added cluster (its fresh state)."""
-        added = {id(p) for group in self.added for p in group}
-        base = [p for p in self.parameters() if id(p) not in added]
-        return [{"params": base}] + [{"params": group} for group in self.added]
 
 
 def build_image_model(config: ImageRunConfig) -> ImageMetaLearner:
