@@ -92,6 +92,25 @@ def plot_fits(raws: list[dict], table: str, budget: str, path: Path) -> Path | N
     return path
 
 
+def assignment_heatmap(fig, ax, matrix: np.ndarray, row_labels: list[str], title: str) -> None:
+    """Mean soft assignment (rows: task families or datasets; columns: clusters), annotated."""
+    image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(
+            j,
+            i,
+            f"{value:.2f}",
+            ha="center",
+            va="center",
+            color="white" if value < 0.6 else "black",
+            fontsize=9,
+        )
+    ax.set_yticks(range(len(row_labels)), row_labels)
+    ax.set_xticks(range(matrix.shape[1]), [f"cluster {k + 1}" for k in range(matrix.shape[1])])
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+
+
 def plot_clusters(raws: list[dict], table: str, budget: str, path: Path) -> Path | None:
     import matplotlib
 
@@ -114,26 +133,13 @@ def plot_clusters(raws: list[dict], table: str, budget: str, path: Path) -> Path
             by_family = raw["mean_assignments_by_family"][level]
             families = [f for f in FAMILIES if f in by_family]
             matrix = np.array([by_family[f] for f in families])
-            ax = axes[row, col]
-            image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=1, aspect="auto")
-            for (i, j), value in np.ndenumerate(matrix):
-                ax.text(
-                    j,
-                    i,
-                    f"{value:.2f}",
-                    ha="center",
-                    va="center",
-                    color="white" if value < 0.6 else "black",
-                    fontsize=9,
-                )
-            ax.set_yticks(range(len(families)), families)
-            ax.set_xticks(
-                range(matrix.shape[1]), [f"cluster {k + 1}" for k in range(matrix.shape[1])]
+            assignment_heatmap(
+                fig,
+                axes[row, col],
+                matrix,
+                families,
+                f"{METHOD_LABELS.get(raw['method'], raw['method'])} {raw['setting']}: {level} assignment",
             )
-            ax.set_title(
-                f"{METHOD_LABELS.get(raw['method'], raw['method'])} {raw['setting']}: {level} assignment"
-            )
-            fig.colorbar(image, ax=ax, fraction=0.046)
     fig.suptitle(f"{table}: mean soft cluster assignment per task family (budget {budget})")
     path = _save(fig, path)
     plt.close(fig)

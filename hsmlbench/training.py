@@ -52,6 +52,38 @@ def make_optimizer(model: MetaLearner, config: RunConfig) -> torch.optim.Optimiz
     return torch.optim.Adam(groups, lr=config.outer_lr)
 
 
+def load_checkpoint(
+    checkpoint: Path | None,
+    config,
+    seed: int,
+    model,
+    optimizer: torch.optim.Optimizer,
+    optimizer_factory,
+    map_location=None,
+) -> tuple[dict, torch.optim.Optimizer]:
+    """Restores model and optimizer from ``checkpoint`` for ``--resume``; returns the raw state
+    (iteration, loss history, RNG states) and the optimizer, rebuilt when the model grew.
+
+    Refuses a checkpoint of another run (different config or seed) or a missing one, naming the fix.
+    """
+    if checkpoint is None or not checkpoint.exists():
+        raise FileNotFoundError(
+            f"--resume: no checkpoint at {checkpoint}; start the run without --resume"
+        )
+    state = torch.load(checkpoint, weights_only=False, map_location=map_location)
+    if not config.matches(state["config"]) or state["seed"] != seed:
+        raise ValueError(
+            f"{checkpoint} belongs to another run (different config or seed); "
+            "use another run directory or drop --resume"
+        )
+    if hasattr(model, "load_growth_state"):
+        model.load_growth_state(state.get("growth", {}))
+        optimizer = optimizer_factory(model, config)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return state, optimizer
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     save_torch(path, state)
 
@@ -81,21 +113,9 @@ def train(
     checkpoint = Path(run_dir) / CHECKPOINT if run_dir is not None else None
 
     if resume:
-        if checkpoint is None or not checkpoint.exists():
-            raise FileNotFoundError(
-                f"--resume: no checkpoint at {checkpoint}; start the run without --resume"
-            )
-        state = torch.load(checkpoint, weights_only=False)
-        if not config.matches(state["config"]) or state["seed"] != seed:
-            raise ValueError(
-                f"{checkpoint} belongs to another run (different config or seed); "
-                "use another run directory or drop --resume"
-            )
-        if hasattr(model, "load_growth_state"):
-            model.load_growth_state(state.get("growth", {}))
-            optimizer = make_optimizer(model, config)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        state, optimizer = load_checkpoint(
+            checkpoint, config, seed, model, optimizer, make_optimizer
+        )
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         start, losses, query_losses = state["iteration"], state["losses"], state["query_losses"]

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from hsmlbench.atomic import write_bytes
+from hsmlbench.figures import assignment_heatmap
 from hsmlbench.images.configs import IMAGE_TABLES, is_synthetic
 from hsmlbench.paper_reference import METHOD_LABELS
 
@@ -48,24 +49,13 @@ def plot_image_clusters(
             matrix = np.array(
                 [cell["mean_assignments"][level] for cell in raw["per_dataset"].values()]
             )
-            ax = axes[row, col]
-            image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=1, aspect="auto")
-            for (i, j), value in np.ndenumerate(matrix):
-                ax.text(
-                    j,
-                    i,
-                    f"{value:.2f}",
-                    ha="center",
-                    va="center",
-                    color="white" if value < 0.6 else "black",
-                    fontsize=9,
-                )
-            ax.set_yticks(range(len(labels)), labels)
-            ax.set_xticks(
-                range(matrix.shape[1]), [f"cluster {k + 1}" for k in range(matrix.shape[1])]
+            assignment_heatmap(
+                fig,
+                axes[row, col],
+                matrix,
+                labels,
+                f"{METHOD_LABELS.get(raw['method'], raw['method'])}: {level} assignment",
             )
-            ax.set_title(f"{METHOD_LABELS.get(raw['method'], raw['method'])}: {level} assignment")
-            fig.colorbar(image, ax=ax, fraction=0.046)
     what = "SYNTHETIC four-domain data (not the paper's datasets)" if synthetic else "real datasets"
     fig.suptitle(f"{table}: mean soft cluster assignment per dataset, {what}, budget {budget}")
     buffer = io.BytesIO()

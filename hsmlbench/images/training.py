@@ -29,7 +29,7 @@ from hsmlbench.images.layout import ImageSplit
 from hsmlbench.images.methods import ImageMetaLearner, build_image_model
 from hsmlbench.progress import Progress
 from hsmlbench.seeding import seed_everything
-from hsmlbench.training import CHECKPOINT, NonFiniteLossError
+from hsmlbench.training import CHECKPOINT, NonFiniteLossError, load_checkpoint
 
 
 @dataclass
@@ -95,21 +95,9 @@ def train_image_model(
     start, elapsed_before = 0, 0.0
     checkpoint = Path(run_dir) / CHECKPOINT if run_dir is not None else None
     if resume:
-        if checkpoint is None or not checkpoint.exists():
-            raise FileNotFoundError(
-                f"--resume: no checkpoint at {checkpoint}; start the run without --resume"
-            )
-        state = torch.load(checkpoint, weights_only=False, map_location=device)
-        if not config.matches(state["config"]) or state["seed"] != seed:
-            raise ValueError(
-                f"{checkpoint} belongs to another run (different config or seed); "
-                "use another run directory or drop --resume"
-            )
-        if hasattr(model, "load_growth_state"):
-            model.load_growth_state(state.get("growth", {}))
-            optimizer = make_optimizer(model, config)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        state, optimizer = load_checkpoint(
+            checkpoint, config, seed, model, optimizer, make_optimizer, map_location=device
+        )
         torch.set_rng_state(state["torch_rng"])
         start, losses, accuracies = state["iteration"], state["losses"], state["query_accuracies"]
         events, elapsed_before = state.get("events", []), state.get("wall_time_s", 0.0)
