@@ -117,9 +117,7 @@ def _config(args):
 def _reproduce(args) -> int:
     from functools import partial
 
-    from hsmlbench.executors import ExecutorUnavailable, import_ray
-    from hsmlbench.images.cli import plan_images, run_image_jobs, split_tables
-    from hsmlbench.reproduce import plan, reproduce
+    from hsmlbench.executors import JOB_MODULES, ExecutorUnavailable, import_ray, start_pool_server
 
     if args.seeds < 1:
         raise UsageError(f"--seeds {args.seeds}: need at least 1")
@@ -129,6 +127,12 @@ def _reproduce(args) -> int:
         raise UsageError("--jobs is for --executor local; Ray places jobs by the cluster's CPUs")
     if args.executor != "ray" and args.address is not None:
         raise UsageError("--address needs --executor ray")
+    if args.executor == "local" and args.jobs != 1:
+        start_pool_server(JOB_MODULES)  # its imports run beside this process's, not after
+
+    from hsmlbench.images.cli import plan_images, run_image_jobs, split_tables
+    from hsmlbench.reproduce import plan, reproduce
+
     tables, image_tables = split_tables(args.tables, args.dataset)  # T3/T4 run elsewhere
     try:
         jobs = plan(tables, args.methods, args.seeds, args.budget, args.settings)

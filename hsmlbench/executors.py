@@ -12,7 +12,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import platform
-import signal
+import select
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -21,11 +22,21 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import torch
-
 # Ray re-runs a task whose worker or node died (not one that raised: that would fail again).
 RAY_MAX_RETRIES = 3
 RAY_MISSING = "the Ray executor needs Ray: pip install 'hsmlbench[ray]'"
+
+# What a regression job imports, preloaded by the pool's fork server so that no worker pays
+# for it: the job itself, the methods (imported lazily by hsmlbench.methods) and
+# torch._dynamo, which the first torch.optim optimizer of a process imports (1.4 s).
+JOB_MODULES = (
+    "hsmlbench.reproduce",
+    "hsmlbench.maml",
+    "hsmlbench.mumomaml",
+    "hsmlbench.hsml",
+    "hsmlbench.continual",
+    "torch._dynamo",
+)
 
 
 class ExecutorUnavailable(RuntimeError):
@@ -73,6 +84,8 @@ def guarded(fn: Callable, job: Any, args: tuple, threads: int | None = None) -> 
     Only ``Exception`` is caught: Ctrl-C (KeyboardInterrupt) still stops the run.
     """
     if threads is not None:
+        import torch
+
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
     try:
@@ -96,36 +109,96 @@ def run_serial(fn: Callable, jobs: list, args: tuple, tracker: Tracker) -> None:
         tracker.finished(guarded(fn, job, args))
 
 
-def _die_with_parent() -> None:
-    """Linux: a worker gets SIGKILL when the process that started it dies (no orphans that
-    keep training after the grid was killed). Best effort; elsewhere a no-op."""
-    try:
-        import ctypes
+def _exit_with(grid_pid: int) -> None:
+    """A worker ends as soon as the grid's process ends, however it ended (no orphans that
+    keep training after the grid was killed). The worker's parent is the fork server, not
+    the grid, so the parent-death signal cannot do this: a daemon thread waits on the grid's
+    process instead (a pidfd on Linux, else a poll every second). Not on Windows, where
+    ``os.kill(pid, 0)`` would interrupt the process instead of probing it."""
+    if os.name != "posix":
+        return
 
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    def wait_then_exit() -> None:
+        try:
+            handle = os.pidfd_open(grid_pid)
+        except (AttributeError, OSError):  # not Linux ≥ 5.3
+            handle = None
+        if handle is not None:
+            select.select([handle], [], [])
+        else:
+            while True:
+                time.sleep(1.0)
+                try:
+                    os.kill(grid_pid, 0)
+                except ProcessLookupError:
+                    break
+        os._exit(1)
+
+    threading.Thread(target=wait_then_exit, name="exit-with-grid", daemon=True).start()
 
 
-def _init_worker(threads: int) -> None:
-    _die_with_parent()
+def _init_worker(grid_pid: int, threads: int, environment: dict[str, str]) -> None:
+    _exit_with(grid_pid)
+    # A fork-server worker inherits the environment the server started with; give it this
+    # grid's, as a spawned process would have (e.g. HSMLBENCH_KERNELS set since).
+    os.environ.clear()
+    os.environ.update(environment)
+    import torch
+
     torch.set_num_threads(threads)
 
 
-def run_pool(fn: Callable, jobs: list, args: tuple, workers: int, tracker: Tracker) -> None:
-    """``workers`` spawned processes, each with ``cores // workers`` torch threads.
+def pool_context(preload: tuple[str, ...] = ()) -> multiprocessing.context.BaseContext:
+    """Where pool workers come from: a fork server where the OS has one, else ``spawn``.
+
+    A spawned worker imports torch and the job's modules itself (about 3 s on a 2-core CPU,
+    as long as a whole smoke grid); the fork server pays that once, importing ``preload``,
+    and forks each worker from there in milliseconds. Workers are never forked from this
+    process: after torch has run OpenMP code, a forked child that uses two threads hangs.
+    The fork server never computes, and lives until this process exits, so later pools of
+    the same process start warm (with the modules the first one preloaded).
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(preload))  # no effect once the server runs
+    return context
+
+
+def start_pool_server(preload: tuple[str, ...] = ()) -> None:
+    """Starts the fork server now, without waiting for its imports: called before this
+    process imports torch itself, the two import side by side on two cores."""
+    context = pool_context(preload)
+    if context.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
+def run_pool(
+    fn: Callable,
+    jobs: list,
+    args: tuple,
+    workers: int,
+    tracker: Tracker,
+    preload: tuple[str, ...] = (),
+) -> None:
+    """``workers`` processes, each with ``cores // workers`` torch threads.
 
     At most ``workers`` jobs are handed out at a time, so "running" is exact. A worker that
     dies (killed, out of memory) fails the jobs it was running; the pool is restarted for
-    the rest.
+    the rest. ``preload``: modules the jobs need, imported once by the fork server.
     """
     threads = max(1, available_cores() // workers)
-    context = multiprocessing.get_context("spawn")
+    context = pool_context(preload)
+    environment = dict(os.environ)
 
     def new_pool() -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_init_worker, initargs=(threads,)
+            workers,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(os.getpid(), threads, environment),
         )
 
     queue, running = list(jobs), {}

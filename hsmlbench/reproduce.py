@@ -10,6 +10,7 @@ that fails is reported and the others go on.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import importlib.util
 import json
@@ -121,8 +122,17 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
-def _imported_names(path: Path, module: str) -> set[str]:
-    """Every hsmlbench module that ``path`` imports anywhere (top level or in a function)."""
+def _imported_names(path: Path, module: str) -> frozenset[str]:
+    """Every hsmlbench module that ``path`` imports anywhere (top level or in a function).
+
+    Parsed once per file version (keyed by modification time and size): every job of a grid
+    asks for the code version, and parsing the closure each time cost 0.14 s."""
+    stat = path.stat()
+    return _parsed_imports(path, module, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=512)
+def _parsed_imports(path: Path, module: str, mtime_ns: int, size: int) -> frozenset[str]:
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -135,7 +145,7 @@ def _imported_names(path: Path, module: str) -> set[str]:
                 base = ".".join(anchor + ([base] if base else []))
             names.add(base)
             names |= {f"{base}.{alias.name}" for alias in node.names}  # submodules
-    return {n for n in names if n == "hsmlbench" or n.startswith("hsmlbench.")}
+    return frozenset(n for n in names if n == "hsmlbench" or n.startswith("hsmlbench."))
 
 
 def code_version() -> str:
@@ -225,12 +235,17 @@ def _fit_examples(model, config) -> dict:
     return examples
 
 
-def run_job(job: Job, out_dir: Path, work_dir: Path, progress: bool = True) -> dict:
+def run_job(
+    job: Job, out_dir: Path, work_dir: Path, progress: bool = True, version: str | None = None
+) -> dict:
     """Runs one job (or loads its finished result, see ``finished_result``) and returns its
-    raw result, also written atomically to ``raw_path(out_dir, job)``."""
+    raw result, also written atomically to ``raw_path(out_dir, job)``.
+
+    ``version``: the code version to record (a grid passes the one it was planned with, the
+    code its processes loaded); default: ``code_version()`` now."""
     config = job.config
     path = raw_path(out_dir, job)
-    version = code_version()
+    version = version or code_version()
     done = finished_result(job, out_dir, version)
     if done is not None:
         return done
@@ -353,21 +368,21 @@ def write_table(table: str, budget: str, out_dir: Path) -> tuple[Path, Path]:
 
 
 def _grid_job(
-    job: Job, out_dir: Path, work_dir: Path, progress: bool, expected_version: str | None
+    job: Job, out_dir: Path, work_dir: Path, progress: bool, version: str, check_version: bool
 ) -> dict:
-    """``run_job`` as executors call it. With ``expected_version`` (Ray), a node whose
-    installed hsmlbench differs from the driver's fails the job at once instead of writing
-    results of other code."""
-    here = code_version() if expected_version is not None else None
-    if here != expected_version:
+    """``run_job`` as executors call it, recording the grid's code ``version``. With
+    ``check_version`` (Ray), a node whose installed hsmlbench differs from the driver's
+    fails the job at once instead of writing results of other code. Local workers run the
+    code this process's fork server loaded when the grid was planned: nothing to check."""
+    if check_version and (here := code_version()) != version:
         import platform
 
         raise RuntimeError(
             f"hsmlbench on {platform.node()} is {here}, the grid was planned with "
-            f"{expected_version}: install the same hsmlbench on every node of the cluster "
+            f"{version}: install the same hsmlbench on every node of the cluster "
             "(or the source changed while the grid ran)"
         )
-    return run_job(job, out_dir, work_dir, progress)
+    return run_job(job, out_dir, work_dir, progress, version)
 
 
 @dataclass
@@ -466,7 +481,7 @@ def reproduce(
     """Runs the grid's unfinished jobs, then writes each table's JSON, markdown and figures
     from whatever jobs are finished.
 
-    ``executor="local"``: ``workers`` spawned processes (default: one per core), never more
+    ``executor="local"``: ``workers`` processes (default: one per core), never more
     than jobs left; with one, the jobs run one after another in this process, with per-job
     progress bars.
     ``executor="ray"``: one Ray task per job on the cluster at ``address``; raw results come
@@ -486,7 +501,7 @@ def reproduce(
         tracker.on_success = lambda o: write_json(raw_path(out_dir, o.job), o.raw)
         # Each node writes its copy of a raw result beside its checkpoints; the driver's
         # copy under out_dir is the one tables are made from.
-        args = (work / "ray-results", work, False, version)
+        args = (work / "ray-results", work, False, version, True)
         if todo:  # no cluster connection just to find everything finished
             executors.run_ray(_grid_job, todo, args, address, tracker)
     elif executor == "local":
@@ -495,11 +510,11 @@ def reproduce(
         tracker = GridProgress(report, work_dir, log)
         tracker.skipped(done)
         if workers == 1:
-            args = (out_dir, work_dir, progress, None)
+            args = (out_dir, work_dir, progress, version, False)
             executors.run_serial(_grid_job, todo, args, tracker)
         else:
-            args = (Path(out_dir).resolve(), Path(work_dir).resolve(), False, None)
-            executors.run_pool(_grid_job, todo, args, workers, tracker)
+            args = (Path(out_dir).resolve(), Path(work_dir).resolve(), False, version, False)
+            executors.run_pool(_grid_job, todo, args, workers, tracker, executors.JOB_MODULES)
     else:
         raise ValueError(f"unknown executor {executor!r}; known: local, ray")
 

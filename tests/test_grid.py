@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from hsmlbench.cli import main
-from hsmlbench.executors import available_cores
+from hsmlbench.executors import Outcome, available_cores, run_pool
 from hsmlbench.reproduce import (
     CODE_VERSION_FILE,
     Job,
@@ -137,6 +137,117 @@ def test_killed_grid_reruns_only_the_missing_jobs_and_gives_the_same_table(
     table = json.loads((out / "T1.json").read_text())
     reference = json.loads((serial_reference / "T1.json").read_text())
     assert _without_timing(table) == _without_timing(reference)
+
+
+class _Collect:
+    """A tracker that keeps every outcome."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[Outcome] = []
+
+    def started(self, job) -> None:
+        pass
+
+    def finished(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+
+
+def test_pool_workers_see_the_environment_of_their_grid_not_of_the_fork_server(monkeypatch):
+    # the fork server starts (or is already running) without the variable ...
+    monkeypatch.delenv("HSMLBENCH_GRID_TEST", raising=False)
+    first = _Collect()
+    run_pool(os.getenv, ["HSMLBENCH_GRID_TEST"], (), 1, first)
+    assert [o.raw for o in first.outcomes] == [None]
+    # ... and a later grid's workers, forked from it, still get the grid's environment
+    monkeypatch.setenv("HSMLBENCH_GRID_TEST", "set after the server started")
+    later = _Collect()
+    run_pool(os.getenv, ["HSMLBENCH_GRID_TEST", "PATH"], (), 2, later)
+    assert {o.raw for o in later.outcomes} == {"set after the server started", os.environ["PATH"]}
+
+
+POOL_AFTER_OPENMP = """
+import torch
+from hsmlbench.executors import run_pool
+class Collect:
+    def __init__(self):
+        self.outcomes = []
+    def started(self, job):
+        pass
+    def finished(self, outcome):
+        self.outcomes.append(outcome)
+torch.set_num_threads(2)
+a = torch.randn(800, 800)
+for _ in range(5):
+    (a @ a).sum()  # this process has now run OpenMP code on two threads
+collect = Collect()
+run_pool(torch.mm, [a, a], (a,), 1, collect)  # one worker: all cores, i.e. two threads here
+assert [o.error for o in collect.outcomes] == [None, None], collect.outcomes
+print("ok", torch.get_num_threads())
+"""
+
+
+@pytest.mark.skipif(available_cores() < 2, reason="needs two cores for two OpenMP threads")
+def test_pool_workers_do_not_hang_after_this_process_ran_openmp_code(tmp_path):
+    """A child forked straight from a process that ran OpenMP code hangs in its first
+    parallel region; pool workers come from a fork server (or spawn) instead."""
+    result = subprocess.run(
+        [sys.executable, "-c", POOL_AFTER_OPENMP],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,  # a hang fails here
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["ok", "2"]
+
+
+def _live_processes_of_session(session: int) -> dict[int, tuple[int, str]]:
+    """pid → (parent pid, command line) of every process of ``session`` that has not ended."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # ended meanwhile
+            continue
+        state, parent, session_id = fields[0], int(fields[1]), int(fields[3])
+        if session_id == session and state not in ("Z", "X"):
+            found[int(stat.parent.name)] = (parent, cmdline)
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_killing_only_the_grid_process_stops_its_workers(tmp_path):
+    """Pool workers are children of the fork server, not of the grid: they must still end
+    when the grid is killed alone (SIGKILL, no chance to clean up), not train on."""
+    argv = ["--tables", "T1", "--methods", "maml", "--budget", "quick", "--jobs", "2"]
+    cmd = [sys.executable, "-m", "hsmlbench.cli", "reproduce", *argv, "--quiet"]
+    cmd += ["--out", str(tmp_path / "out"), "--work-dir", str(tmp_path / "w")]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # both workers started: two processes whose parent is not the grid
+            processes = _live_processes_of_session(proc.pid)
+            workers = [p for p, (parent, _) in processes.items() if parent not in (proc.pid, 1)]
+            if len(workers) >= 2:
+                break
+            assert proc.poll() is None, "the grid ended before its workers started"
+            assert time.monotonic() < deadline, f"no two workers after 120 s: {processes}"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while (left := _live_processes_of_session(proc.pid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not left, f"still running 15 s after the grid was killed: {left}"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 @pytest.mark.slow
