@@ -1,0 +1,28 @@
+"""The kernel benchmarks' helpers that run without a GPU: how many input sets a device-time
+loop cycles through so that it measures DRAM traffic, not L2 hits."""
+
+import pytest
+
+from hsmlbench.kernels.bench import BENCH_SIZES, gate_inputs, rotation_sets
+
+H100_L2 = 50 << 20
+
+
+def test_image_size_gate_rotates_through_more_than_twice_the_l2():
+    s = BENCH_SIZES["image-B32"]
+    one_set = sum(t.nbytes for t in gate_inputs(s.B, s.Z, s.P))
+    assert one_set > 0.6 * H100_L2  # W alone (33 MB) fits in the L2: why rotation is needed
+    sets = rotation_sets(one_set, H100_L2)
+    assert sets * one_set >= 2 * H100_L2
+    assert (sets - 2) * one_set < 2 * H100_L2  # and not many more than needed
+
+
+@pytest.mark.parametrize("one_set", [1, 4096, 100_000])
+def test_tiny_inputs_are_capped(one_set):
+    assert rotation_sets(one_set, H100_L2) == 16
+    assert rotation_sets(one_set, H100_L2, most=4) == 4
+
+
+def test_inputs_larger_than_the_l2_still_rotate_and_empty_ones_do_not():
+    assert rotation_sets(3 * H100_L2, H100_L2) == 2  # one set after another: never cached
+    assert rotation_sets(0, H100_L2) == 1
