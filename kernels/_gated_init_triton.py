@@ -161,24 +161,28 @@ def _check_shapes(z, weight, bias, theta0) -> tuple[int, int, int]:
     return B, Z, P
 
 
-def gated_init_forward(z, weight, bias, theta0):
-    """Launch the fused forward on prepared (contiguous, same-dtype) tensors."""
+def gated_init_forward(z, weight, bias, theta0, config: dict | None = None):
+    """Launch the fused forward on prepared (contiguous, same-dtype) tensors. ``config``
+    replaces the block sizes and launch options of ``_config`` (kernels/sweep.py)."""
     B, Z, P = _check_shapes(z, weight, bias, theta0)
     out = torch.empty((B, P), dtype=z.dtype, device=z.device)
     if B == 0 or P == 0:
         return out
-    cfg = _config(B, z.dtype)
+    cfg = dict(config) if config is not None else _config(B, z.dtype)
     grid = (cdiv(P, cfg["BP"]), cdiv(B, cfg["BB"]))
     _gated_init_fwd_kernel[grid](z, weight, bias, theta0, out, B, Z, P, **cfg)
     return out
 
 
-def gated_init_backward(z, weight, bias, theta0, gout):
-    """Launch the fused backward; returns (dz, dW, db, dθ0)."""
+def gated_init_backward(z, weight, bias, theta0, gout, config: dict | None = None):
+    """Launch the fused backward; returns (dz, dW, db, dθ0). ``config`` as in the forward;
+    its batch tile ``BB`` must hold the whole batch (at most 64)."""
     B, Z, P = _check_shapes(z, weight, bias, theta0)
     if B > _MAX_BB:  # one batch tile per launch; sum the parameter gradients of the chunks
         parts = [
-            gated_init_backward(z[i : i + _MAX_BB], weight, bias, theta0, gout[i : i + _MAX_BB])
+            gated_init_backward(
+                z[i : i + _MAX_BB], weight, bias, theta0, gout[i : i + _MAX_BB], config
+            )
             for i in range(0, B, _MAX_BB)
         ]
         dz = torch.cat([part[0] for part in parts])
@@ -188,7 +192,9 @@ def gated_init_backward(z, weight, bias, theta0, gout):
     dth0 = torch.empty_like(theta0)
     if B == 0 or P == 0 or Z == 0:
         return torch.zeros_like(z), dw.zero_(), db.zero_(), dth0.zero_()
-    cfg = _config(B, z.dtype, backward=True)
+    cfg = dict(config) if config is not None else _config(B, z.dtype, backward=True)
+    if cfg["BB"] < B:
+        raise ValueError(f"gated_init backward: batch tile BB={cfg['BB']} < B={B}")
     n_tiles = cdiv(P, cfg["BP"])
     dzp = torch.empty((n_tiles, B, Z), dtype=z.dtype, device=z.device)
     _gated_init_bwd_kernel[(n_tiles,)](

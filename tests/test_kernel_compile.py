@@ -5,7 +5,9 @@ kernel is also compiled, as its launcher specialises it, with ``triton.compile``
 ``GPUTarget("cuda", 80, 32)`` and ``GPUTarget("cuda", 90, 32)``, in a subprocess whose
 environment has no ``TRITON_INTERPRET``. This runs the whole pipeline, TTIR → TTGIR → LLVM
 IR → PTX → cubin (ptxas: the one bundled with triton), so it needs no GPU and no driver; it
-also checks that each kernel's shared memory fits the architecture. It does not run the
+also checks that each kernel's shared memory fits the architecture, that no kernel needs more
+registers than its cap, and that gated_init (bandwidth-bound) does not spill; the same numbers
+are tabulated by ``python -m hsmlbench.kernels.compile_report``. It does not run the
 kernels: that needs a GPU (suites/test_kernels_bench.py checks results there).
 """
 
@@ -25,39 +27,9 @@ ARCHS = (80, 90)
 SHARED_LIMIT = {80: 163 * 1024, 90: 227 * 1024}
 
 SCRIPT = r"""
-import json, os, sys
-assert "TRITON_INTERPRET" not in os.environ
-import torch
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-from hsmlbench.kernels import _gated_init_triton as gate, _soft_assign_tree_triton as tree
-
-arch = int(sys.argv[1])
-specs = []
-for dtype in (torch.float32, torch.float64):
-    for s in tree.compile_specs(dtype, D=128, K1=10):
-        specs.append((f"{s.name}[{dtype}, d=128, K1=10]", s))
-    specs += [(f"{s.name}[{dtype}, B=32]", s) for s in gate.compile_specs(dtype, B=32)]
-for s in tree.compile_specs(torch.float32, D=40, K1=4):  # regression size: other block sizes
-    specs.append((f"{s.name}[float32, d=40, K1=4]", s))
-for s in gate.compile_specs(torch.float32, B=4):
-    specs.append((f"{s.name}[float32, B=4]", s))
-report = []
-for label, s in specs:
-    compiled = triton.compile(
-        ASTSource(s.fn, s.signature, s.constexprs), target=GPUTarget("cuda", arch, 32),
-        options=s.options,
-    )
-    report.append({
-        "kernel": label,
-        "stages": sorted(compiled.asm),
-        "cubin_bytes": len(compiled.asm.get("cubin", b"")),
-        "shared": compiled.metadata.shared,
-        "num_warps": compiled.metadata.num_warps,
-        "expected_warps": s.options.get("num_warps", 4),
-    })
-print("REPORT" + json.dumps(report))
+import json, sys
+from hsmlbench.kernels.compile_report import compile_all
+print("REPORT" + json.dumps(compile_all(int(sys.argv[1]))))
 """
 
 
@@ -99,3 +71,6 @@ def test_kernels_compile_for_gpu(arch, compile_runs):
         assert "cubin" in entry["stages"] and entry["cubin_bytes"] > 0, f"{label}: no cubin"
         assert entry["shared"] <= SHARED_LIMIT[arch], f"{label}: {entry['shared']} B shared memory"
         assert entry["num_warps"] == entry["expected_warps"], label
+        assert entry["registers"] <= (entry["maxnreg"] or 255), label
+        if entry["kernel"].startswith("gated_init"):  # the bandwidth-bound op: no spills
+            assert entry["stack"] == entry["local"] == 0, f"{label} spills: {entry}"

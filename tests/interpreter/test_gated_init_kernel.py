@@ -56,3 +56,12 @@ def test_non_contiguous_inputs():
     z, w, b, th0 = gate_inputs(3, 80, 50, dtype=torch.float64, seed=2)
     w_t = w.t().contiguous().t()  # same values, column-major
     torch.testing.assert_close(gated_init_triton(z, w_t, b, th0), gated_init_torch(z, w, b, th0))
+
+
+@pytest.mark.parametrize("direction", ["fwd", "bwd"])
+def test_every_sweep_candidate_matches_twin(direction):
+    """kernels/sweep.py times these configs on a GPU; each must compute the same op."""
+    from hsmlbench.kernels.sweep import candidates, check
+
+    for cfg in candidates(25, torch.float32, direction):
+        check(direction, 25, 80, 1761, cfg, "cpu")
