@@ -127,7 +127,7 @@ def _reproduce(args) -> int:
         raise UsageError("--jobs is for --executor local; Ray places jobs by the cluster's CPUs")
     if args.executor != "ray" and args.address is not None:
         raise UsageError("--address needs --executor ray")
-    if args.executor == "local" and args.jobs != 1:
+    if args.executor == "local" and args.jobs != 1 and any(t in TABLES for t in args.tables):
         start_pool_server(JOB_MODULES)  # its imports run beside this process's, not after
 
     from hsmlbench.images.cli import plan_images, run_image_jobs, split_tables
