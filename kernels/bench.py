@@ -82,6 +82,19 @@ def gate_inputs(
     return tuple(t.to(device=device, dtype=dtype).requires_grad_(requires_grad) for t in tensors)
 
 
+def assert_float32_close(got, twin, ref, label: str) -> None:
+    """``got`` (a float32 kernel result) is as close to the float64 reference ``ref`` as the
+    float32 twin ``twin`` is, within a factor 8, plus 1e-5 of the reference's scale."""
+    assert torch.isfinite(got).all(), f"{label}: non-finite"
+    ref = ref.double()
+    err = (got.double() - ref).abs().max().item()
+    twin_err = (twin.double() - ref).abs().max().item()
+    bound = 8.0 * twin_err + 1e-5 * (ref.abs().max().item() + 1.0)
+    assert err <= bound, (
+        f"{label}: error {err:.3g} vs float64 > {bound:.3g} (twin's {twin_err:.3g})"
+    )
+
+
 # ---------------------------------------------------------------------------- sizes
 
 

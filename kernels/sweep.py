@@ -22,6 +22,7 @@ import torch
 from hsmlbench.kernels._gated_init_triton import _config, gated_init_backward, gated_init_forward
 from hsmlbench.kernels.bench import (
     BENCH_SIZES,
+    assert_float32_close,
     device_time_us,
     gate_bytes,
     gate_inputs,
@@ -66,8 +67,8 @@ def _twin(direction: str, inputs, gout):
 
 
 def check(direction: str, B: int, Z: int, P: int, cfg: dict, device) -> None:
-    """Raises AssertionError if ``cfg`` gives other numbers than the twin: float32 error
-    against float64 at most 8× the float32 twin's, plus 1e-5 of the scale."""
+    """Raises AssertionError if ``cfg`` gives other numbers than the twin
+    (``bench.assert_float32_close``)."""
     inputs = gate_inputs(B, Z, P, device=device, seed=3)
     ref_inputs = gate_inputs(B, Z, P, dtype=torch.float64, device=device, seed=3)
     gen = torch.Generator().manual_seed(4)
@@ -76,9 +77,7 @@ def check(direction: str, B: int, Z: int, P: int, cfg: dict, device) -> None:
     twin = _twin(direction, inputs, gout64.float())
     ref = _twin(direction, ref_inputs, gout64)
     for i, (g, t, r) in enumerate(zip(got, twin, ref, strict=True)):
-        err = (g.double() - r).abs().max().item()
-        bound = 8.0 * (t.double() - r).abs().max().item() + 1e-5 * (r.abs().max().item() + 1.0)
-        assert err <= bound, f"{direction} output {i} with {cfg}: error {err:.3g} > {bound:.3g}"
+        assert_float32_close(g, t, r, f"{direction} output {i} with {cfg}")
 
 
 def sweep(sizes: list[str]) -> list[dict]:
