@@ -6,8 +6,9 @@ its epilogue; the [B, P] pre-activation never reaches memory.
 Backward: one launch over P tiles recomputes the pre-activation tile (a second read of W
 instead of storing [B, P] in the forward), forms dx = g_out·θ0·σ'(x) in registers and
 writes dW = zᵀ·dx, db and dθ0 for its tile, plus the tile's share of the z-gradient,
-dx·Wᵀ; the shares are then summed over tiles (one more launch, a torch sum).
-Deterministic: no atomics.
+dx·Wᵀ; the shares are then summed over tiles (one more launch, a torch sum). dW and the
+dz share are two passes over Z, so that only one of dx's two dot-operand forms (B of zᵀ·dx,
+A of dx·Wᵀ) is held in registers at a time. Deterministic: no atomics.
 
 float32 products use ``tf32x3`` (three tf32 tensor-core products, float32 accuracy);
 float64 uses exact products. The interpreter computes every dot exactly.
@@ -90,7 +91,10 @@ def _gated_init_bwd_kernel(
     """Program ``pid`` owns P tile ``pid``: dW[:, tile], db, dθ0 there, and dzp[pid] ([B, Z]).
 
     The whole batch is one tile (B ≤ BB; the launcher splits larger batches). Every output
-    is written once (no read-modify-write), so iterations do not wait on each other.
+    is written once (no read-modify-write), so iterations do not wait on each other. Two
+    loops over Z, not one: dx as the right operand of zᵀ·dx and as the left operand of dx·Wᵀ
+    are two register layouts (each split in two for tf32x3), which together spilled or took
+    over 200 registers per thread at B = 32.
     """
     pid = tl.program_id(0)
     dt = z_ptr.dtype.element_ty
@@ -116,7 +120,11 @@ def _gated_init_bwd_kernel(
         w_off = rz.to(tl.int64)[:, None] * P + rp[None, :]
         tl.store(dw_ptr + w_off, tl.dot(zt, dx, input_precision=PREC, out_dtype=dt),
                  mask=mz[:, None] & mp[None, :])  # fmt: skip
-        # this tile's share of dz: dx · W[rz, rp]ᵀ (W re-read from cache)
+    for z0 in range(0, Z, BZ):
+        rz = z0 + tl.arange(0, BZ)
+        mz = rz < Z
+        # this tile's share of dz: dx · W[rz, rp]ᵀ (W re-read from cache: the pre-activation
+        # just read these [Z, BP] columns)
         wt = tl.load(w_ptr + rz.to(tl.int64)[None, :] * P + rp[:, None],
                      mask=mz[None, :] & mp[:, None], other=0.0)  # fmt: skip
         dzc = tl.dot(dx, wt, input_precision=PREC, out_dtype=dt)
@@ -133,19 +141,33 @@ _MAX_BB = 64
 def _config(B: int, dtype: torch.dtype, backward: bool = False) -> dict:
     """Block sizes: the whole batch (≤ 64) in one tile, so W is read once per pass.
 
-    Chosen from ``ptxas -v`` on the compiled kernels (sm_90): no register spills, and for
-    the backward at B ≤ 16 a 128-register cap so two 8-warp blocks share an SM.
+    Chosen from the compiled kernels' resource usage (``python -m
+    hsmlbench.kernels.compile_report``, sm_80 and sm_90): no register spills, and the
+    backward within a 128-register cap up to B = 32 (two 8-warp blocks share an SM), in
+    both float types. The backward's Z chunk is 16 (its dots' operands and accumulators grow
+    with it: BZ = 32 took 160-200 registers at B = 32); float64 does not fit the cap with two
+    pipeline stages, and a 64-row batch tile does not fit it at all (it spills; uncapped,
+    it takes about 240 registers).
     """
     BB = max(16, next_pow2(min(B, _MAX_BB)))
+    if not backward:
+        return {
+            "BB": BB,
+            "BP": 64,
+            "BZ": 32,
+            "PREC": "ieee" if dtype == torch.float64 else "tf32x3",
+            "num_warps": 4,
+            "num_stages": 3,
+        }
     cfg = {
         "BB": BB,
         "BP": 64,
-        "BZ": 32,
+        "BZ": 16,
         "PREC": "ieee" if dtype == torch.float64 else "tf32x3",
-        "num_warps": 8 if backward else 4,
-        "num_stages": 2 if backward else 3,
+        "num_warps": 8,
+        "num_stages": 1 if dtype == torch.float64 else 2,
     }
-    if backward and BB <= 16 and dtype == torch.float32:
+    if BB <= 32:
         cfg["maxnreg"] = 128
     return cfg
 

@@ -1,13 +1,21 @@
 """Triton kernels for ``soft_assign_tree`` (PAPER.md §3 step 2): one forward launch, two backward.
 
-Forward: one program per task row holds the row's task vector, its level-1 nodes [K1, d] and
-level-2 transforms [K1·K2, d] in registers (d ≤ 128, K1 ≤ 10, K2 = 2 in HSML) and streams the
-weight matrices, so p, q and the root come out of a single launch.
+Forward: one program per task row keeps the row's small per-node state in registers (p, q,
+the level-2 transforms [K1, K2, d] and nodes [K2, d]; d ≤ 128, K1 ≤ 10, K2 = 2 in HSML) and
+streams the [d, d] weight matrices in chunks of BC rows or columns, never a whole matrix in
+registers: the K1 level-1 nodes are formed one column chunk at a time, and each chunk goes
+straight into the level-2 logits and, through the same rows of U_j, into the level-2
+pre-activations. p, q and the root come out of a single launch.
 
 Backward: launch 1, one program per row, recomputes the forward and writes the row's gradient
 of h plus the per-row gradients at every pre-activation (and the node values they multiply)
-to one scratch buffer; launch 2 reduces those over the batch into the weight gradients, one
-program per (weight, column tile), as small ``Aᵀ·D`` products. No atomics: deterministic.
+to one scratch buffer, with the same chunking; launch 2 reduces those over the batch into the
+weight gradients, one program per (weight, column tile), as small ``Aᵀ·D`` products. No
+atomics: deterministic.
+
+Registers: whole [d, d] tiles (64 values per thread at d = 128 and 8 warps, plus their
+addresses) next to the per-node state made the row kernels spill at the image size; with
+[d, 16] chunks they do not in float32 (``python -m hsmlbench.kernels.compile_report``).
 
 The math follows ``soft_assign_tree_torch`` (the twin) exactly; see its module for shapes.
 """
@@ -47,9 +55,21 @@ def _put_row(tile, rows, i, vec):
 
 
 @triton.jit
-def _entry(tile, rk, rj, k, j):
-    """Scalar ``tile[k, j]`` of a 2-D register tile."""
-    sel = (rk[:, None] == k) & (rj[None, :] == j)
+def _at(vec, idx, i):
+    """Scalar ``vec[i]`` of a register vector."""
+    return tl.sum(tl.where(idx == i, vec, 0.0), axis=0)
+
+
+@triton.jit
+def _is_kj(rk, rj, k, j):
+    """[BK1, BK2] mask of entry (k, j)."""
+    return (rk[:, None] == k) & (rj[None, :] == j)
+
+
+@triton.jit
+def _kj(tile, rk, rj, k, j):
+    """``tile[k, j, :]`` of a [BK1, BK2, BD] register tile, as a vector."""
+    sel = _is_kj(rk, rj, k, j)[:, :, None]
     return tl.sum(tl.sum(tl.where(sel, tile, 0.0), axis=1), axis=0)
 
 
@@ -71,20 +91,29 @@ def _scratch_numel(B: int, D: int, K1: int, K2: int) -> int:
 
 
 @triton.jit
+def _w1_columns(w1_ptr, k, D, rd, md, cols, mc):
+    """Columns ``cols`` of W1_k, all its rows: a [BD, BC] tile."""
+    return tl.load(w1_ptr + k * D * D + rd[:, None] * D + cols[None, :],
+                   mask=md[:, None] & mc[None, :], other=0.0)  # fmt: skip
+
+
+@triton.jit
 def _tree_row_forward(
     b, h_ptr, c_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, u_ptr, ub_ptr, sig_hi, sig_lo,
-    D, K1, K2, BD: tl.constexpr, BK1: tl.constexpr, BK2: tl.constexpr,
+    D, K1, K2, BD: tl.constexpr, BK1: tl.constexpr, BK2: tl.constexpr, BC: tl.constexpr,
 ):  # fmt: skip
-    """Forward of one task row up to the level-2 nodes; everything stays in registers."""
+    """Forward of one task row up to the level-2 nodes, streaming the weights in chunks.
+
+    Returns h [BD], p [BK1], Q [BK1, BK2], TU [BK1, BK2, BD] (TU[k, j] = tanh(n1_k U_j + ub_j),
+    kept for the backward) and N2 [BK2, BD]; padded rows and columns of p, Q and N2 are zero.
+    """
     rd = tl.arange(0, BD)
     md = rd < D
     rk = tl.arange(0, BK1)
     mk = rk < K1
     rj = tl.arange(0, BK2)
     mj = rj < K2
-    rkj = tl.arange(0, BK1 * BK2)
-    mdd = md[:, None] & md[None, :]
-    wdd = rd[:, None] * D + rd[None, :]
+    rc = tl.arange(0, BC)
 
     h = tl.load(h_ptr + b * D + rd, mask=md, other=0.0)
     dt = h.dtype
@@ -96,78 +125,90 @@ def _tree_row_forward(
     logit = tl.where(mk, -dist / two_sigma, float("-inf"))
     e = tl.where(mk, tl.exp(logit - tl.max(logit, axis=0)), 0.0)
     p = e / tl.sum(e, axis=0)
-    # level-1 nodes: n1_k = p_k · tanh(h W1_k + b1_k)
-    T1 = tl.zeros([BK1, BD], dtype=dt)
-    for k in range(K1):
-        W = tl.load(w1_ptr + k * D * D + wdd, mask=mdd, other=0.0)
-        a = tl.sum(h[:, None] * W, axis=0) + tl.load(b1_ptr + k * D + rd, mask=md, other=0.0)
-        T1 = _put_row(T1, rk, k, _tanh(a))
-    N1 = p[:, None] * T1
-    # level-2 assignment: q_k = softmax_j(n1_k · w2[:, j] + b2_j)
-    W2 = tl.load(w2_ptr + rd[:, None] * K2 + rj[None, :], mask=md[:, None] & mj[None, :], other=0.0)
-    S = tl.sum(N1[:, :, None] * W2[None, :, :], axis=1)
+    # level-1 nodes n1_k = p_k · tanh(h W1_k + b1_k), one column chunk N1c [BK1, BC] at a time;
+    # each chunk adds its share to the level-2 logits s_kj = n1_k · w2[:, j] + b2_j and
+    # pre-activations au_kj = n1_k U_j + ub_j (with the chunk's rows of U_j). Products are
+    # explicit multiply-and-sum, not tl.dot: an fp32 "ieee" dot runs on FMAs with whole
+    # K-rows of its operands in each thread's registers, which spilled here.
+    S = tl.zeros([BK1, BK2], dtype=dt)
+    AU = tl.zeros([BK1, BK2, BD], dtype=dt)
+    for c0 in range(0, D, BC):
+        cols = c0 + rc
+        mc = cols < D
+        T1c = tl.zeros([BK1, BC], dtype=dt)
+        for k in range(K1):
+            W = _w1_columns(w1_ptr, k, D, rd, md, cols, mc)
+            a = tl.sum(h[:, None] * W, axis=0) + tl.load(b1_ptr + k * D + cols, mask=mc, other=0.0)
+            T1c = _put_row(T1c, rk, k, _tanh(a))
+        N1c = p[:, None] * T1c
+        W2c = tl.load(w2_ptr + cols[:, None] * K2 + rj[None, :], mask=mc[:, None] & mj[None, :],
+                      other=0.0)  # fmt: skip
+        S += tl.sum(N1c[:, :, None] * W2c[None, :, :], axis=1)
+        for j in range(K2):
+            Uc = tl.load(u_ptr + j * D * D + cols[:, None] * D + rd[None, :],
+                         mask=mc[:, None] & md[None, :], other=0.0)  # fmt: skip
+            for k in range(K1):
+                au = tl.sum(_row(N1c, rk, k)[:, None] * Uc, axis=0)
+                AU = tl.where(_is_kj(rk, rj, k, j)[:, :, None], AU + au[None, None, :], AU)
+    # level-2 assignment: q_k = softmax_j(s_k)
     S = S + tl.load(b2_ptr + rj, mask=mj, other=0.0)[None, :]
     S = tl.where(mj[None, :], S, float("-inf"))
     E = tl.where(mj[None, :], tl.exp(S - tl.max(S, axis=1)[:, None]), 0.0)
     Q = tl.where(mk[:, None], E / tl.sum(E, axis=1)[:, None], 0.0)
-    # level-2 nodes: n2_j = Σ_k q_kj · tanh(n1_k U_j + ub_j); keep each tanh for the backward
-    TU = tl.zeros([BK1 * BK2, BD], dtype=dt)
-    N2 = tl.zeros([BK2, BD], dtype=dt)
-    for j in range(K2):
-        U = tl.load(u_ptr + j * D * D + wdd, mask=mdd, other=0.0)
-        ubj = tl.load(ub_ptr + j * D + rd, mask=md, other=0.0)
-        n2 = tl.zeros([BD], dtype=dt)
-        for k in range(K1):
-            n1k = _row(N1, rk, k)
-            tu = _tanh(tl.sum(n1k[:, None] * U, axis=0) + ubj)
-            n2 += _entry(Q, rk, rj, k, j) * tu
-            TU = _put_row(TU, rkj, k * BK2 + j, tu)
-        N2 = _put_row(N2, rj, j, n2)
-    return h, C, p, T1, N1, W2, Q, TU, N2
+    # level-2 nodes: n2_j = Σ_k q_kj · tanh(au_kj)
+    UB = tl.load(ub_ptr + rj[:, None] * D + rd[None, :], mask=mj[:, None] & md[None, :], other=0.0)
+    TU = _tanh(AU + UB[None, :, :])
+    N2 = tl.sum(Q[:, :, None] * TU, axis=0)
+    return h, p, Q, TU, N2
 
 
 @triton.jit
 def _soft_assign_tree_fwd_kernel(
     h_ptr, c_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, u_ptr, ub_ptr, r_ptr, rb_ptr,
     p_ptr, q_ptr, root_ptr, sig_hi, sig_lo,
-    D, K1, K2, BD: tl.constexpr, BK1: tl.constexpr, BK2: tl.constexpr,
+    D, K1, K2, BD: tl.constexpr, BK1: tl.constexpr, BK2: tl.constexpr, BC: tl.constexpr,
 ):  # fmt: skip
     b = tl.program_id(0)
-    h, C, p, T1, N1, W2, Q, TU, N2 = _tree_row_forward(
+    h, p, Q, TU, N2 = _tree_row_forward(
         b, h_ptr, c_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, u_ptr, ub_ptr, sig_hi, sig_lo,
-        D, K1, K2, BD, BK1, BK2,
+        D, K1, K2, BD, BK1, BK2, BC,
     )  # fmt: skip
+    dt = h.dtype
     rd = tl.arange(0, BD)
     md = rd < D
     rk = tl.arange(0, BK1)
     mk = rk < K1
     rj = tl.arange(0, BK2)
     mj = rj < K2
-    # root = Σ_j tanh(n2_j R + rb)
-    R = tl.load(r_ptr + rd[:, None] * D + rd[None, :], mask=md[:, None] & md[None, :], other=0.0)
-    rb = tl.load(rb_ptr + rd, mask=md, other=0.0)
-    root = tl.zeros([BD], dtype=h.dtype)
-    for j in range(K2):
-        n2 = _row(N2, rj, j)
-        root += _tanh(tl.sum(n2[:, None] * R, axis=0) + rb)
+    rc = tl.arange(0, BC)
+    # root = Σ_j tanh(n2_j R + rb), one column chunk at a time
+    for c0 in range(0, D, BC):
+        cols = c0 + rc
+        mc = cols < D
+        Rc = tl.load(r_ptr + rd[:, None] * D + cols[None, :], mask=md[:, None] & mc[None, :],
+                     other=0.0)  # fmt: skip
+        rbc = tl.load(rb_ptr + cols, mask=mc, other=0.0)
+        root = tl.zeros([BC], dtype=dt)
+        for j in range(K2):
+            root += _tanh(tl.sum(_row(N2, rj, j)[:, None] * Rc, axis=0) + rbc)
+        tl.store(root_ptr + b * D + cols, root, mask=mc)
     tl.store(p_ptr + b * K1 + rk, p, mask=mk)
     tl.store(
         q_ptr + b * K1 * K2 + rk[:, None] * K2 + rj[None, :], Q, mask=mk[:, None] & mj[None, :]
     )
-    tl.store(root_ptr + b * D + rd, root, mask=md)
 
 
 @triton.jit
 def _soft_assign_tree_bwd_row_kernel(
     h_ptr, c_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, u_ptr, ub_ptr, r_ptr, rb_ptr,
     gp_ptr, gq_ptr, groot_ptr, dh_ptr, scratch_ptr, sig_hi, sig_lo,
-    B, D, K1, K2, BD: tl.constexpr, BK1: tl.constexpr, BK2: tl.constexpr,
+    B, D, K1, K2, BD: tl.constexpr, BK1: tl.constexpr, BK2: tl.constexpr, BC: tl.constexpr,
 ):  # fmt: skip
     """Per-row backward: dh, and the per-row factors of every weight gradient (to scratch)."""
     b = tl.program_id(0)
-    h, C, p, T1, N1, W2, Q, TU, N2 = _tree_row_forward(
+    h, p, Q, TU, N2 = _tree_row_forward(
         b, h_ptr, c_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, u_ptr, ub_ptr, sig_hi, sig_lo,
-        D, K1, K2, BD, BK1, BK2,
+        D, K1, K2, BD, BK1, BK2, BC,
     )  # fmt: skip
     dt = h.dtype
     off_ga1, off_n1, off_gau, off_n2, off_gar, off_gs, off_gd = _scratch_offsets(B, D, K1, K2)
@@ -177,61 +218,72 @@ def _soft_assign_tree_bwd_row_kernel(
     mk = rk < K1
     rj = tl.arange(0, BK2)
     mj = rj < K2
-    rkj = tl.arange(0, BK1 * BK2)
-    mdd = md[:, None] & md[None, :]
-    wdd = rd[:, None] * D + rd[None, :]
+    rc = tl.arange(0, BC)
     two_sigma = 2.0 * (tl.cast(sig_hi, dt) + tl.cast(sig_lo, dt))
 
-    # root = Σ_j tanh(ar_j), ar_j = n2_j R + rb
-    groot = tl.load(groot_ptr + b * D + rd, mask=md, other=0.0)
-    R = tl.load(r_ptr + wdd, mask=mdd, other=0.0)
-    rb = tl.load(rb_ptr + rd, mask=md, other=0.0)
+    # root = Σ_j tanh(ar_j), ar_j = n2_j R + rb: gar_j = groot (1 − tanh² ar_j), G_N2 = gar Rᵀ,
+    # over column chunks of R (a chunk of ar_j is a chunk of the reduction in gar_j Rᵀ)
+    tl.store(scratch_ptr + off_n2 + (b * K2 + rj[:, None]) * D + rd[None, :], N2,
+             mask=mj[:, None] & md[None, :])  # fmt: skip
     G_N2 = tl.zeros([BK2, BD], dtype=dt)
-    for j in range(K2):
-        n2 = _row(N2, rj, j)
-        tr = _tanh(tl.sum(n2[:, None] * R, axis=0) + rb)
-        gar = groot * (1.0 - tr * tr)
-        tl.store(scratch_ptr + off_n2 + (b * K2 + j) * D + rd, n2, mask=md)
-        tl.store(scratch_ptr + off_gar + (b * K2 + j) * D + rd, gar, mask=md)
-        G_N2 = _put_row(G_N2, rj, j, tl.sum(R * gar[None, :], axis=1))
+    for c0 in range(0, D, BC):
+        cols = c0 + rc
+        mc = cols < D
+        Rc = tl.load(r_ptr + rd[:, None] * D + cols[None, :], mask=md[:, None] & mc[None, :],
+                     other=0.0)  # fmt: skip
+        rbc = tl.load(rb_ptr + cols, mask=mc, other=0.0)
+        groot = tl.load(groot_ptr + b * D + cols, mask=mc, other=0.0)
+        for j in range(K2):
+            tr = _tanh(tl.sum(_row(N2, rj, j)[:, None] * Rc, axis=0) + rbc)
+            gar = groot * (1.0 - tr * tr)
+            tl.store(scratch_ptr + off_gar + (b * K2 + j) * D + cols, gar, mask=mc)
+            G_N2 += tl.where(rj[:, None] == j, tl.sum(Rc * gar[None, :], axis=1)[None, :], 0.0)
 
     # n2_j = Σ_k q_kj tu_kj, tu_kj = tanh(au_kj), au_kj = n1_k U_j + ub_j
     mkj = mk[:, None] & mj[None, :]
     GQ = tl.load(gq_ptr + b * K1 * K2 + rk[:, None] * K2 + rj[None, :], mask=mkj, other=0.0)
-    G_N1 = tl.zeros([BK1, BD], dtype=dt)
-    for j in range(K2):
-        U = tl.load(u_ptr + j * D * D + wdd, mask=mdd, other=0.0)
-        gn2 = _row(G_N2, rj, j)
-        for k in range(K1):
-            tu = _row(TU, rkj, k * BK2 + j)
-            sel = (rk[:, None] == k) & (rj[None, :] == j)
-            GQ += tl.where(sel, tl.sum(gn2 * tu, axis=0), 0.0)
-            gau = _entry(Q, rk, rj, k, j) * gn2 * (1.0 - tu * tu)
-            tl.store(scratch_ptr + off_gau + ((b * K1 + k) * K2 + j) * D + rd, gau, mask=md)
-            G_N1 = tl.where(
-                rk[:, None] == k, G_N1 + tl.sum(U * gau[None, :], axis=1)[None, :], G_N1
-            )
+    GQ += tl.sum(G_N2[None, :, :] * TU, axis=2)
+    GAU = Q[:, :, None] * G_N2[None, :, :] * (1.0 - TU * TU)  # zero on padded k, j and d
+    kjd = ((b * K1 + rk[:, None, None]) * K2 + rj[None, :, None]) * D + rd[None, None, :]
+    tl.store(scratch_ptr + off_gau + kjd, GAU, mask=mkj[:, :, None] & md[None, None, :])
 
     # q_k = softmax_j(s_k), s_kj = n1_k · w2[:, j] + b2_j
     GS = Q * (GQ - tl.sum(Q * GQ, axis=1)[:, None])
     tl.store(scratch_ptr + off_gs + b * K1 * K2 + rk[:, None] * K2 + rj[None, :], GS, mask=mkj)
-    G_N1 += tl.sum(W2[None, :, :] * GS[:, None, :], axis=2)
 
-    # n1_k = p_k t1_k, t1_k = tanh(h W1_k + b1_k)
-    GP = tl.load(gp_ptr + b * K1 + rk, mask=mk, other=0.0) + tl.sum(G_N1 * T1, axis=1)
-    GA1 = p[:, None] * G_N1 * (1.0 - T1 * T1)
-    mkd = mk[:, None] & md[None, :]
-    kd = (b * K1 + rk[:, None]) * D + rd[None, :]
-    tl.store(scratch_ptr + off_ga1 + kd, GA1, mask=mkd)
-    tl.store(scratch_ptr + off_n1 + kd, N1, mask=mkd)
+    # n1_k = p_k t1_k, t1_k = tanh(a1_k), a1_k = h W1_k + b1_k, one column chunk at a time:
+    # G_N1[:, c] = Σ_j gau_j U_j[c, :]ᵀ + gs w2[c, :]ᵀ, then for each k the chunk's
+    # t1_k (recomputed) and ga1_k, whose product with W1_k[:, c]ᵀ adds to dh
+    GP = tl.load(gp_ptr + b * K1 + rk, mask=mk, other=0.0)
     dh = tl.zeros([BD], dtype=dt)
-    for k in range(K1):
-        W = tl.load(w1_ptr + k * D * D + wdd, mask=mdd, other=0.0)
-        dh += tl.sum(W * _row(GA1, rk, k)[None, :], axis=1)
+    for c0 in range(0, D, BC):
+        cols = c0 + rc
+        mc = cols < D
+        W2c = tl.load(w2_ptr + cols[:, None] * K2 + rj[None, :], mask=mc[:, None] & mj[None, :],
+                      other=0.0)  # fmt: skip
+        G_N1c = tl.sum(GS[:, None, :] * W2c[None, :, :], axis=2)
+        for j in range(K2):
+            Uc = tl.load(u_ptr + j * D * D + cols[:, None] * D + rd[None, :],
+                         mask=mc[:, None] & md[None, :], other=0.0)  # fmt: skip
+            for k in range(K1):
+                gn1 = tl.sum(Uc * _kj(GAU, rk, rj, k, j)[None, :], axis=1)
+                G_N1c += tl.where(rk[:, None] == k, gn1[None, :], 0.0)
+        for k in range(K1):
+            W = _w1_columns(w1_ptr, k, D, rd, md, cols, mc)
+            t1 = _tanh(tl.sum(h[:, None] * W, axis=0)
+                       + tl.load(b1_ptr + k * D + cols, mask=mc, other=0.0))  # fmt: skip
+            gn1 = _row(G_N1c, rk, k)
+            pk = _at(p, rk, k)
+            ga1 = pk * gn1 * (1.0 - t1 * t1)
+            GP += tl.where(rk == k, tl.sum(gn1 * t1, axis=0), 0.0)
+            dh += tl.sum(W * ga1[None, :], axis=1)
+            tl.store(scratch_ptr + off_ga1 + (b * K1 + k) * D + cols, ga1, mask=mc)
+            tl.store(scratch_ptr + off_n1 + (b * K1 + k) * D + cols, pk * t1, mask=mc)
 
     # p = softmax_k(-dist_k / (2σ)), dist_k = ‖h − c_k‖²
     glogit = p * (GP - tl.sum(p * GP, axis=0))
     gdist = -glogit / two_sigma
+    C = tl.load(c_ptr + rk[:, None] * D + rd[None, :], mask=mk[:, None] & md[None, :], other=0.0)
     dh += 2.0 * tl.sum(gdist[:, None] * (h[None, :] - C), axis=0)
     tl.store(scratch_ptr + off_gd + b * K1 + rk, gdist, mask=mk)
     tl.store(dh_ptr + b * D + rd, dh, mask=md)
@@ -340,9 +392,21 @@ def _pow2(n: int, lo: int = 1) -> int:
 
 @functools.lru_cache(maxsize=256)
 def _row_config(D: int, K1: int, K2: int) -> dict:
-    """Block sizes and warps of the per-row kernels (whole rows and weight tiles in registers)."""
+    """Block sizes and warps of the per-row kernels: whole rows in registers, the [d, d]
+    weights streamed as [BD, BC] or [BC, BD] chunks.
+
+    From ``compile_report`` (sm_80 and sm_90, float32): BC = 16 with 8 warps compiles without
+    spills at d = 128, K1 = 10 and at d = 40, K1 = 4; BC = 32, or 4 warps, spilled or took
+    245-255 registers in the backward.
+    """
     BD = _pow2(D, 16)
-    return {"BD": BD, "BK1": _pow2(K1, 2), "BK2": _pow2(K2, 2), "num_warps": 8 if BD >= 128 else 4}
+    return {
+        "BD": BD,
+        "BK1": _pow2(K1, 2),
+        "BK2": _pow2(K2, 2),
+        "BC": min(BD, 16),
+        "num_warps": 8 if BD >= 64 else 4,
+    }
 
 
 @functools.lru_cache(maxsize=256)
