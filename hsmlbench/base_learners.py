@@ -34,6 +34,53 @@ def init_mlp(sizes: tuple[int, ...] = MLP_SIZES, std: float = 0.01) -> list[torc
     return tensors
 
 
+def _linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """h [T, N, in] @ w [T, in, out] + b [T, out]. A layer one unit wide (the regression MLP's
+    input and output) is a broadcast product, which torch.compile fuses with its neighbours,
+    instead of a batched matmul call."""
+    if w.shape[1] == 1:
+        return torch.addcmul(b.unsqueeze(1), h, w)
+    if w.shape[2] == 1:
+        return (h * w.transpose(1, 2)).sum(-1, keepdim=True) + b.unsqueeze(1)
+    return torch.baddbmm(b.unsqueeze(1), h, w)
+
+
+def _linear_backward(
+    h: torch.Tensor, w: torch.Tensor, delta: torch.Tensor, need_input_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Gradients of ``_linear`` given d(loss)/d(output) ``delta`` [T, N, out]: (dw, db, dh)."""
+    if w.shape[1] == 1:
+        dw = (h * delta).sum(1, keepdim=True)
+    elif w.shape[2] == 1:
+        dw = (h * delta).sum(1).unsqueeze(-1)
+    else:
+        dw = torch.bmm(h.transpose(1, 2), delta)
+    dh = None
+    if need_input_grad:
+        dh = delta * w.transpose(1, 2) if w.shape[2] == 1 else torch.bmm(delta, w.transpose(1, 2))
+    return dw, delta.sum(1), dh
+
+
+def _mlp_layers(
+    params: Params, x: torch.Tensor, film: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None
+) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """Output, each layer's input, and each hidden layer's pre-ReLU value (after FiLM)."""
+    n_layers = len(params) // 2
+    layer_inputs, pre_activations = [], []
+    h = x
+    for layer in range(n_layers):
+        w, b = params[2 * layer], params[2 * layer + 1]
+        layer_inputs.append(h)
+        h = _linear(h, w, b)
+        if layer < n_layers - 1:
+            if film is not None:
+                gamma, beta = film[layer]
+                h = torch.addcmul(beta.unsqueeze(1), h, 1.0 + gamma.unsqueeze(1))
+            pre_activations.append(h)
+            h = torch.relu(h)
+    return h, layer_inputs, pre_activations
+
+
 def mlp_forward(
     params: Params,
     x: torch.Tensor,
@@ -44,17 +91,38 @@ def mlp_forward(
     ``film`` optionally gives one (γ, β) pair [T, width] per hidden layer: a ← a·(1 + γ) + β
     after the linear map and before the ReLU (MUMOMAML, PAPER.md §3).
     """
+    return _mlp_layers(params, x, film)[0]
+
+
+def mlp_mse_grads(
+    params: Params,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    film: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None,
+) -> Params:
+    """Each task's gradient of its support MSE, ∇θ mse_per_task(mlp_forward(θ, x, film), y),
+    written as explicit tensor ops (the MLP's backward by hand).
+
+    The fast meta-step's inner loop. Differentiating these ops once gives the full second-order
+    MAML meta-gradient: ReLU's mask has zero derivative almost everywhere, exactly as in
+    autograd's double backward, so the meta-step is a first-order graph that
+    ``torch.compile`` can compile. Tested against ``torch.autograd.grad(create_graph=True)``.
+    """
     n_layers = len(params) // 2
-    h = x
-    for layer in range(n_layers):
-        w, b = params[2 * layer], params[2 * layer + 1]
-        h = torch.baddbmm(b.unsqueeze(1), h, w)
+    out, layer_inputs, pre_activations = _mlp_layers(params, x, film)
+    # d(mean over the N·out outputs of (out − y)²)/d(out)
+    delta = (out - y) * (2.0 / (out.shape[1] * out.shape[2]))
+    grads: list[torch.Tensor] = [delta] * len(params)
+    for layer in reversed(range(n_layers)):
         if layer < n_layers - 1:
+            delta = delta * (pre_activations[layer] > 0).to(delta.dtype)
             if film is not None:
-                gamma, beta = film[layer]
-                h = torch.addcmul(beta.unsqueeze(1), h, 1.0 + gamma.unsqueeze(1))
-            h = torch.relu(h)
-    return h
+                delta = delta * (1.0 + film[layer][0].unsqueeze(1))
+        dw, db, delta = _linear_backward(
+            layer_inputs[layer], params[2 * layer], delta, need_input_grad=layer > 0
+        )
+        grads[2 * layer], grads[2 * layer + 1] = dw, db
+    return tuple(grads)
 
 
 def mse_per_task(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

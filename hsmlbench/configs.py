@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from hsmlbench.meta_step import DEFAULT_META_STEP, check_meta_step, meta_step_from_env
+
 # Evaluation tasks come from their own fixed seed so every method sees the same tasks
 # (PAPER.md §3 "Evaluation", §5). The value is the paper's arXiv number.
 EVAL_SEED = 1905_05301
@@ -79,6 +81,9 @@ class RunConfig:
     inner_steps_train: int = 5
     inner_steps_test: int = 10
     second_order: bool = True
+    # "fast" (explicit inner gradients, compiled) or "autograd" (the reference): the same
+    # second-order meta-gradient; see hsmlbench.meta_step. Part of the job's identity.
+    meta_step: str = DEFAULT_META_STEP
     meta_batch: int = 25
     outer_lr: float = 0.001  # Adam
     outer_grad_clip: float | None = None
@@ -88,6 +93,9 @@ class RunConfig:
     mumomaml: MUMOMAMLSettings | None = None
     eval_seed: int = EVAL_SEED
     eval_chunk: int = 1_000  # test tasks evaluated per batch (memory, not results)
+
+    def __post_init__(self) -> None:
+        check_meta_step(self.meta_step)
 
     @property
     def job_name(self) -> str:
@@ -166,8 +174,12 @@ def _method_fields(method: str) -> dict:
     raise KeyError(method)
 
 
-def run_config(table: str, method: str, setting: str, budget: str) -> RunConfig:
-    """The registry: the configuration of one table cell at a budget."""
+def run_config(
+    table: str, method: str, setting: str, budget: str, meta_step: str | None = None
+) -> RunConfig:
+    """The registry: the configuration of one table cell at a budget.
+
+    ``meta_step`` None takes ``HSMLBENCH_META_STEP``, else the default ("fast")."""
     if table not in TABLES:
         raise KeyError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
     spec = TABLES[table]
@@ -186,5 +198,6 @@ def run_config(table: str, method: str, setting: str, budget: str) -> RunConfig:
         setting=setting,
         budget=BUDGETS[budget],
         k_shot=k_shot,
+        meta_step=meta_step or meta_step_from_env(),
         **_method_fields(method),
     )

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from hsmlbench.base_learners import Params, mlp_forward, mse_per_task
+from hsmlbench.base_learners import Params, mlp_forward, mlp_mse_grads, mse_per_task
 from hsmlbench.inner_loop import adapt, inner_step
+from hsmlbench.meta_step import CompiledWithFallback, check_meta_step
 from hsmlbench.tasks import TaskBatch
 
 Film = tuple[tuple[torch.Tensor, torch.Tensor], ...]
@@ -37,11 +38,33 @@ class MetaLearner(nn.Module):
         inner_lr: float,
         second_order: bool = True,
         inner_grad_clamp: float | None = None,
+        meta_step: str = "autograd",
     ) -> None:
         super().__init__()
         self.inner_lr = inner_lr
         self.second_order = second_order
         self.inner_grad_clamp = inner_grad_clamp
+        check_meta_step(meta_step)
+        self.meta_step = meta_step  # "autograd" (reference) or "fast"; see hsmlbench.meta_step
+        self._compiled_explicit_meta_loss = CompiledWithFallback(
+            self.explicit_meta_loss, "fast meta-step"
+        )
+
+    @property
+    def compile_meta_step(self) -> bool:
+        """Whether the fast meta-step may be compiled (False: it runs eagerly, same math)."""
+        return self._compiled_explicit_meta_loss.allowed
+
+    @compile_meta_step.setter
+    def compile_meta_step(self, allowed: bool) -> None:
+        self._compiled_explicit_meta_loss.allowed = allowed
+
+    @property
+    def meta_step_implementation(self) -> str:
+        """What computed the meta-step: "autograd", "fast, compiled" or "fast, eager (why)"."""
+        if self.meta_step == "autograd":
+            return "autograd"
+        return f"fast, {self._compiled_explicit_meta_loss.state}"
 
     def task_context(self, batch: TaskBatch) -> TaskContext:
         raise NotImplementedError
@@ -63,10 +86,42 @@ class MetaLearner(nn.Module):
         )
 
     def meta_loss(self, batch: TaskBatch, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean post-adaptation query MSE over the meta-batch (+ the method's auxiliary loss).
+        """Mean post-adaptation query MSE over the meta-batch (+ the method's auxiliary loss),
+        by the model's ``meta_step`` path (both give the same meta-gradient).
 
         Returns ``(loss, per_task_query_mse)``.
         """
+        if self.meta_step == "fast":
+            return self._compiled_explicit_meta_loss(batch, steps)
+        return self.autograd_meta_loss(batch, steps)
+
+    def explicit_support_grads(
+        self, params: Params, batch: TaskBatch, ctx: TaskContext
+    ) -> tuple[torch.Tensor, ...]:
+        """Each task's support-loss gradient as explicit tensor ops (the fast path's inner loop)."""
+        return mlp_mse_grads(params, batch.x_support, batch.y_support, ctx.film)
+
+    def explicit_meta_loss(self, batch: TaskBatch, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``meta_loss`` with explicit inner-loop gradients: the same value and, differentiated
+        once, the same second-order meta-gradient as ``autograd_meta_loss`` (tested), but a
+        first-order graph that ``torch.compile`` can compile."""
+        ctx = self.task_context(batch)
+        params = ctx.init_params
+        for _ in range(steps):
+            grads = self.explicit_support_grads(params, batch, ctx)
+            if not self.second_order:
+                grads = tuple(g.detach() for g in grads)
+            if self.inner_grad_clamp is not None:
+                grads = tuple(g.clamp(-self.inner_grad_clamp, self.inner_grad_clamp) for g in grads)
+            params = tuple(p - self.inner_lr * g for p, g in zip(params, grads))
+        query = self.task_loss(self.predict(params, batch.x_query, ctx), batch.y_query)
+        loss = query.mean()
+        if ctx.aux_loss is not None:
+            loss = loss + ctx.aux_loss
+        return loss, query
+
+    def autograd_meta_loss(self, batch: TaskBatch, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reference meta-loss: inner steps by ``torch.autograd.grad(create_graph=True)``."""
         ctx = self.task_context(batch)
         adapted = adapt(
             ctx.init_params,

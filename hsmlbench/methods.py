@@ -7,7 +7,14 @@ from hsmlbench.meta_learner import MetaLearner
 
 
 def build_model(config: RunConfig) -> MetaLearner:
-    """A freshly initialized model for ``config`` (seed torch first for a reproducible init)."""
+    """A freshly initialized model for ``config`` (seed torch first for a reproducible init),
+    on the config's meta-step path."""
+    model = _new_model(config)
+    model.meta_step = config.meta_step
+    return model
+
+
+def _new_model(config: RunConfig) -> MetaLearner:
     if config.method == "maml":
         from hsmlbench.maml import MAML
 

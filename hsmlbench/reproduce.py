@@ -289,6 +289,7 @@ def run_job(
             trained.query_losses, config.continual.window if config.continual else 1000
         ),
         "events": trained.events,
+        "meta_step": trained.meta_step,
         "code_version": version,
         "environment": environment_info(job.device),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -335,6 +336,7 @@ def assemble_table(table: str, budget: str, out_dir: Path) -> dict:
     rows = [
         {k: r[k] for k in ("method", "setting", "seed", "n_tasks", "mean", "ci95", "per_task")}
         | {"wall_time_s": r["wall_time_s"], "per_step_mean": r["per_step_mean"]}
+        | {"meta_step": r.get("meta_step", "autograd")}
         | ({"events": r["events"]} if r.get("events") else {})
         for r in raws
     ]

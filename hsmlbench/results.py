@@ -97,6 +97,7 @@ def _cells(data: dict) -> list[dict]:
             "seed_ci95": seed_half,
             "per_task": per_task,
             "wall_time_s": [r.get("wall_time_s") for r in rows],
+            "meta_step": meta_step_label([r.get("meta_step", "autograd") for r in rows]),
         }
         published = PUBLISHED.get((data["table"], method, setting))
         if published is not None:
@@ -110,6 +111,15 @@ def _cells(data: dict) -> list[dict]:
             )
         cells.append(cell)
     return cells
+
+
+def meta_step_label(paths: list[str]) -> str:
+    """Which meta-step produced a cell's seeds ("fast" / "autograd"); rows written before the
+    field existed were autograd. A cell whose seeds differ says so instead of hiding it."""
+    kinds = [path.split(",")[0] for path in paths]
+    if len(set(kinds)) == 1:
+        return kinds[0]
+    return "mixed: " + ", ".join(f"{k} ×{kinds.count(k)}" for k in sorted(set(kinds)))
 
 
 def summarize(data: dict) -> dict:
@@ -219,6 +229,7 @@ def render_markdown(data: dict) -> str:
                 _fmt_p(cell.get("agreement_p")),
                 cell.get("verdict", "—"),
                 _wall(cell["wall_time_s"]),
+                cell.get("meta_step", "autograd"),
             ]
         )
     lines.append(
@@ -238,6 +249,7 @@ def render_markdown(data: dict) -> str:
                 "p (z-test vs published)",
                 "agreement",
                 "train time",
+                "meta-step",
             ],
             tablefmt="github",
             disable_numparse=True,  # keep our formatting (p-values, ± CIs)
@@ -247,7 +259,9 @@ def render_markdown(data: dict) -> str:
         "",
         "Agreement: a two-sided z-test of the difference, each CI read as 1.96 standard errors; "
         "'consistent' means p ≥ 0.05. The CIs cover test-task sampling only; seed-to-seed "
-        "variance is larger (PAPER.md §5).",
+        "variance is larger (PAPER.md §5). Meta-step: 'fast' (explicit inner-loop gradients, "
+        "compiled) or 'autograd' (double backward); both compute the same second-order "
+        "meta-gradient and differ only by floating-point rounding.",
         "",
         "## The paper's claims in our run",
         "",

@@ -35,6 +35,9 @@ class TrainResult:
     query_losses: list[float]  # mean post-adaptation query MSE per iteration
     wall_time_s: float
     events: list[dict] = field(default_factory=list)  # e.g. clusters added (continual HSML)
+    meta_step: str = (
+        "autograd"  # what computed the meta-step (MetaLearner.meta_step_implementation)
+    )
 
 
 def _training_seed(seed: int) -> int:
@@ -46,10 +49,19 @@ def _families_at(config: RunConfig, iteration: int) -> tuple[str, ...]:
     return active_families(iteration) if config.continual is not None else FAMILIES
 
 
+# A run shorter than this keeps the fast meta-step uncompiled: compiling costs 20-40 s on a
+# 2-core CPU, more than it saves over a few hundred iterations (same math either way).
+MIN_ITERATIONS_TO_COMPILE = 1_000
+
+
 def make_optimizer(model: MetaLearner, config: RunConfig) -> torch.optim.Optimizer:
-    """One Adam over everything (PAPER.md §3); growing models split it into groups."""
+    """One Adam over everything (PAPER.md §3); growing models split it into groups.
+
+    The fast meta-step takes torch's fused Adam (one kernel for every parameter, the same
+    update rule); the autograd path keeps the default implementation, as before."""
     groups = model.optimizer_groups() if hasattr(model, "optimizer_groups") else model.parameters()
-    return torch.optim.Adam(groups, lr=config.outer_lr)
+    fused = getattr(config, "meta_step", "autograd") == "fast"
+    return torch.optim.Adam(groups, lr=config.outer_lr, fused=fused or None)
 
 
 def load_checkpoint(
@@ -104,6 +116,8 @@ def train(
     """
     seed_everything(seed)
     model = build_model(config)
+    if config.budget.iterations < MIN_ITERATIONS_TO_COMPILE:
+        model.compile_meta_step = False
     optimizer = make_optimizer(model, config)
     generator = task_generator(_training_seed(seed))
     losses: list[float] = []
@@ -179,4 +193,4 @@ def train(
             _save_checkpoint(checkpoint, snapshot(done))
     bar.close(end, losses[-1] if losses else float("nan"))
     wall = elapsed_before + time.perf_counter() - t0
-    return TrainResult(model, losses, query_losses, wall, events)
+    return TrainResult(model, losses, query_losses, wall, events, model.meta_step_implementation)

@@ -4,6 +4,8 @@
 jobs are reused from ``results/``, so a suite at the paper budget re-renders committed runs.
 """
 
+import os
+
 import pytest
 
 from hsmlbench.cli import default_out_dir
@@ -18,6 +20,13 @@ def pytest_addoption(parser):
         choices=sorted(BUDGETS),
         help="budget of the reproduction suites (default: quick)",
     )
+
+
+def pytest_configure(config):
+    """With benchmarks disabled (CI) a suite is a correctness run: keep the fast meta-step
+    uncompiled (same math), since compiling would cost 20-40 s per model for nothing."""
+    if config.getoption("benchmark_disable", default=False):
+        os.environ.setdefault("HSMLBENCH_COMPILE", "0")
 
 
 @pytest.fixture(scope="session")

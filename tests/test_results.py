@@ -75,3 +75,11 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
         write_json(target, {"b": object()})
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_a_cell_names_the_meta_step_of_its_seeds_and_never_hides_a_mix():
+    from hsmlbench.results import meta_step_label
+
+    assert meta_step_label(["fast, compiled", "fast, eager (HSMLBENCH_COMPILE=0)"]) == "fast"
+    assert meta_step_label(["autograd", "autograd"]) == "autograd"
+    assert meta_step_label(["fast, compiled", "autograd"]) == "mixed: autograd ×1, fast ×1"

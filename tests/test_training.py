@@ -9,14 +9,16 @@ from hsmlbench.training import CHECKPOINT, NonFiniteLossError, train
 BUDGET = Budget("test", 24, 50, 8, "unit test")
 
 
-def _config(method="maml"):
-    return dataclasses.replace(run_config("T1", method, "5-shot", "smoke"), budget=BUDGET)
+def _config(method="maml", meta_step="fast"):
+    config = run_config("T1", method, "5-shot", "smoke", meta_step=meta_step)
+    return dataclasses.replace(config, budget=BUDGET)
 
 
+@pytest.mark.parametrize("meta_step", ["fast", "autograd"])
 @pytest.mark.parametrize("method", ["maml", "hsml"])
 @pytest.mark.parametrize("stop_after", [8, 13])
-def test_resumed_run_equals_uninterrupted_run_bit_for_bit(tmp_path, method, stop_after):
-    config = _config(method)
+def test_resumed_run_equals_uninterrupted_run_bit_for_bit(tmp_path, method, stop_after, meta_step):
+    config = _config(method, meta_step)
     full = train(config, seed=0, run_dir=tmp_path / "full", progress=False)
     train(config, seed=0, run_dir=tmp_path / "cut", progress=False, stop_after=stop_after)
     resumed = train(config, seed=0, run_dir=tmp_path / "cut", resume=True, progress=False)
@@ -25,6 +27,23 @@ def test_resumed_run_equals_uninterrupted_run_bit_for_bit(tmp_path, method, stop
         full.model.state_dict().items(), resumed.model.state_dict().items()
     ):
         assert torch.equal(a, b), name
+
+
+@pytest.mark.slow
+def test_compiled_fast_run_resumes_bit_for_bit(tmp_path, monkeypatch):
+    """As above with the fast meta-step compiled, as paper-budget runs are."""
+    import hsmlbench.training
+
+    monkeypatch.setattr(hsmlbench.training, "MIN_ITERATIONS_TO_COMPILE", 0)
+    monkeypatch.setenv("HSMLBENCH_COMPILE", "1")
+    config = _config("maml", "fast")
+    full = train(config, seed=0, run_dir=tmp_path / "full", progress=False)
+    assert full.meta_step == "fast, compiled"
+    train(config, seed=0, run_dir=tmp_path / "cut", progress=False, stop_after=13)
+    resumed = train(config, seed=0, run_dir=tmp_path / "cut", resume=True, progress=False)
+    assert resumed.losses == full.losses
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
 
 
 def test_resume_refuses_another_runs_checkpoint(tmp_path):

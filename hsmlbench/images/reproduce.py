@@ -166,6 +166,7 @@ def run_image_job(
         wall_time_s=trained.wall_time_s,
         train_query_accuracy=_downsample(trained.query_accuracies),
         events=trained.events,
+        meta_step="autograd",  # the conv learner keeps the double-backward meta-step
         environment=environment_info(str(device)),
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         peak_gpu_mb=trained.peak_gpu_mb,
@@ -220,6 +221,7 @@ def assemble_image_table(table: str, budget: str, out_dir: Path) -> dict:
                     "per_task": cell["per_task"],
                     "wall_time_s": r.get("wall_time_s"),
                     "per_step_mean": cell["per_step_mean"],
+                    "meta_step": r.get("meta_step", "autograd"),
                 }
             )
     if not_run:
