@@ -1,4 +1,4 @@
-"""Functional base learners whose parameters carry a leading task dimension (PAPER.md §3).
+"""Functional base learners whose parameters carry a leading task dimension (docs/PROTOCOL.md §3).
 
 A parameter set is a tuple of tensors ``[T, *shape]``; one forward serves a whole meta-batch
 with batched matmuls, so no Python loop over tasks runs on the hot path.
@@ -12,7 +12,7 @@ import torch
 
 Params = tuple[torch.Tensor, ...]
 
-MLP_SIZES = (1, 40, 40, 1)  # PAPER.md §3 "Base learner"
+MLP_SIZES = (1, 40, 40, 1)  # docs/PROTOCOL.md §3 "Base learner"
 
 
 def mlp_shapes(sizes: tuple[int, ...] = MLP_SIZES) -> list[tuple[int, ...]]:
@@ -89,7 +89,7 @@ def mlp_forward(
     """ReLU MLP over a batch of tasks: x [T, N, in] → [T, N, out].
 
     ``film`` optionally gives one (γ, β) pair [T, width] per hidden layer: a ← a·(1 + γ) + β
-    after the linear map and before the ReLU (MUMOMAML, PAPER.md §3).
+    after the linear map and before the ReLU (MUMOMAML, docs/PROTOCOL.md §3).
     """
     return _mlp_layers(params, x, film)[0]
 

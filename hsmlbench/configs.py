@@ -1,6 +1,6 @@
 """Every run's settings as frozen dataclasses, built from a registry keyed by table and row.
 
-Values from the paper cite ``PAPER.md`` (../shared/PAPER.md) by section. A budget only
+Values from the paper cite ``docs/PROTOCOL.md`` by section. A budget only
 shortens a run (iterations, test tasks); it never changes the method.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from hsmlbench.meta_step import DEFAULT_META_STEP, check_meta_step, meta_step_from_env
 
 # Evaluation tasks come from their own fixed seed so every method sees the same tasks
-# (PAPER.md §3 "Evaluation", §5). The value is the paper's arXiv number.
+# (docs/PROTOCOL.md §3 "Evaluation", §5). The value is the paper's arXiv number.
 EVAL_SEED = 1905_05301
 
 
@@ -30,26 +30,26 @@ class Budget:
 BUDGETS: dict[str, Budget] = {
     "smoke": Budget("smoke", 60, 200, 20, "CI smoke test: the whole path, numbers meaningless"),
     "quick": Budget("quick", 5_000, 1_000, 1_000, "reduced: 5,000 iterations, 1,000 test tasks"),
-    # PAPER.md §3: 70,000 iterations, 4,000 test tasks.
-    "paper": Budget("paper", 70_000, 4_000, 5_000, "PAPER.md §3 exactly"),
+    # docs/PROTOCOL.md §3: 70,000 iterations, 4,000 test tasks.
+    "paper": Budget("paper", 70_000, 4_000, 5_000, "docs/PROTOCOL.md §3 exactly"),
 }
 
 
 @dataclass(frozen=True)
 class HSMLSettings:
-    """HSML's task representation, tree and gates, regression sizes (PAPER.md §3 "HSML")."""
+    """HSML's task representation, tree and gates, regression sizes (docs/PROTOCOL.md §3 "HSML")."""
 
     pair_embedding: int = 20  # Linear(2 → 20) on each (x, y) support pair
     hidden: int = 40  # d: GRU hidden size and task-vector size
     clusters: tuple[int, ...] = (4, 2)  # first-level, second-level clusters; then the root
-    sigma: float = 2.0  # divides ‖h − c‖² as 2σ (the authors' code), PAPER.md §3 step 2
+    sigma: float = 2.0  # divides ‖h − c‖² as 2σ (the authors' code), docs/PROTOCOL.md §3 step 2
     reconstruction_weight: float = 0.01  # ξ
     level2: str = "code"  # "code": assignment by a linear map; "centres": the paper's text
 
 
 @dataclass(frozen=True)
 class MUMOMAMLSettings:
-    """MUMOMAML as its own authors built it, on HSML's data (PAPER.md §3 "MUMOMAML")."""
+    """MUMOMAML as its own authors built it, on HSML's data (docs/PROTOCOL.md §3 "MUMOMAML")."""
 
     lstm_hidden: int = 40
     lstm_layers: int = 2
@@ -59,7 +59,7 @@ class MUMOMAMLSettings:
 
 @dataclass(frozen=True)
 class ContinualSettings:
-    """Continual stream and HSML-D's growth rule (PAPER.md §3 "Continual adaptation")."""
+    """Continual stream and HSML-D's growth rule (docs/PROTOCOL.md §3 "Continual adaptation")."""
 
     grow: bool = False  # HSML-D adds first-level clusters; HSML-S keeps them fixed
     window: int = 1_000  # Q: iterations per window
@@ -76,8 +76,8 @@ class RunConfig:
     setting: str
     budget: Budget
     k_shot: int = 5
-    n_query: int = 10  # PAPER.md §3 "Episodes"
-    inner_lr: float = 0.001  # α, PAPER.md §3 "Meta-training"
+    n_query: int = 10  # docs/PROTOCOL.md §3 "Episodes"
+    inner_lr: float = 0.001  # α, docs/PROTOCOL.md §3 "Meta-training"
     inner_steps_train: int = 5
     inner_steps_test: int = 10
     second_order: bool = True
@@ -87,7 +87,7 @@ class RunConfig:
     meta_batch: int = 25
     outer_lr: float = 0.001  # Adam
     outer_grad_clip: float | None = None
-    quadratic_form: str = "standard"  # PAPER.md §3: T1 standard, T2 vertex
+    quadratic_form: str = "standard"  # docs/PROTOCOL.md §3: T1 standard, T2 vertex
     continual: ContinualSettings | None = None  # None: all families from the start
     hsml: HSMLSettings | None = None
     mumomaml: MUMOMAMLSettings | None = None
@@ -108,16 +108,27 @@ class RunConfig:
         """Whether a stored config (from a checkpoint or result file) describes this run.
 
         A field added to RunConfig after the file was written matches only while it is left
-        at None (an optional feature that is off), so old results survive new options.
+        at None (an optional feature that is off), so old results survive new options. The
+        budget's ``description`` is a label for people and is not compared.
         """
-        import json
-
-        current = json.loads(json.dumps(self.to_dict()))
-        stored = json.loads(json.dumps(stored))
+        current = comparable_config(self.to_dict())
+        stored = comparable_config(stored)
         return all(
             stored[key] == value if key in stored else value is None
             for key, value in current.items()
         ) and set(stored) <= set(current)
+
+
+def comparable_config(config: dict) -> dict:
+    """A config as ``matches`` compares it: through JSON (tuples become lists), without the
+    budget's ``description``, a label for people that is not part of the run (results stored
+    under an older wording of it still match)."""
+    import json
+
+    config = json.loads(json.dumps(config))
+    if isinstance(config.get("budget"), dict):
+        config["budget"].pop("description", None)
+    return config
 
 
 @dataclass(frozen=True)
@@ -148,7 +159,8 @@ TABLES: dict[str, TableSpec] = {
     ),
 }
 
-# T2's models (PAPER.md §3 "Continual adaptation"): the stream uses the vertex-form quadratic.
+# T2's models (docs/PROTOCOL.md §3 "Continual adaptation"): the stream uses the vertex-form
+# quadratic.
 _CONTINUAL_MODELS: dict[str, tuple[int, bool]] = {
     "hsml-s2": (2, False),  # first-level clusters, grows
     "hsml-s10": (10, False),

@@ -1,5 +1,6 @@
-"""Continual HSML (PAPER.md §3 "Continual adaptation"): HSML-S keeps its first-level clusters
-fixed; HSML-D adds one when the post-adaptation query loss jumps as new task families arrive.
+"""Continual HSML (docs/PROTOCOL.md §3 "Continual adaptation"): HSML-S keeps its first-level
+clusters fixed; HSML-D adds one when the post-adaptation query loss jumps as new task families
+arrive.
 
 Level-1 clusters are stored one parameter set per cluster, so adding a cluster appends new
 parameters with fresh optimizer state (a new Adam parameter group) and leaves every existing
@@ -46,7 +47,8 @@ class GrowableClusterTree(ClusterTree):
             self.add_cluster()
 
     def add_cluster(self) -> list[nn.Parameter]:
-        """Appends one cluster: Glorot-uniform centre and transform, zero bias (PAPER.md §3)."""
+        """Appends one cluster: Glorot-uniform centre and transform, zero bias
+        (docs/PROTOCOL.md §3 "Continual adaptation")."""
         k, dim = len(self.centres_k) + 1, self.dim
         like = self.centres_k[0] if len(self.centres_k) else None
         kwargs = {} if like is None else {"dtype": like.dtype, "device": like.device}

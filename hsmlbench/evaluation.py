@@ -1,4 +1,4 @@
-"""Evaluation on a fixed set of test tasks (PAPER.md §3 "Evaluation").
+"""Evaluation on a fixed set of test tasks (docs/PROTOCOL.md §3 "Evaluation").
 
 Every method sees the same tasks: they come from ``config.eval_seed``, never from the run's
 seed. For each task we record the query MSE before adaptation and after each inner step.
@@ -30,7 +30,7 @@ class EvalResult:
 
 
 def evaluation_tasks(config: RunConfig) -> TaskBatch:
-    """The fixed test tasks of a table cell: all four families (PAPER.md §3, §5)."""
+    """The fixed test tasks of a table cell: all four families (docs/PROTOCOL.md §3, §5)."""
     return sample_tasks(
         config.budget.n_test_tasks,
         config.k_shot,

@@ -1,6 +1,6 @@
 """HSML: task representation → hierarchical soft clustering → gated initialization → MAML.
 
-PAPER.md §3 "HSML". The clustering tree and the gates go through the two ops of
+docs/PROTOCOL.md §3 "HSML". The clustering tree and the gates go through the two ops of
 ``hsmlbench.kernels`` (fused Triton kernels on GPU, their torch twins elsewhere).
 """
 
@@ -18,7 +18,8 @@ from hsmlbench.tasks import TaskBatch
 
 
 class ClusterTree(nn.Module):
-    """Soft assignment to learned centres and the 2-level tree to a root (PAPER.md §3 step 2)."""
+    """Soft assignment to learned centres and the 2-level tree to a root
+    (docs/PROTOCOL.md §3 step 2)."""
 
     def __init__(self, dim: int, clusters: tuple[int, ...], sigma: float, level2: str) -> None:
         super().__init__()
@@ -88,7 +89,7 @@ class HSML(MetaLearner):
         tree: ClusterTree | None = None,
     ) -> None:
         """``ablate_gates`` skips encoder, tree and gates: every gate is 1, i.e. plain MAML
-        (PAPER.md §1; used to test that MAML is HSML's special case)."""
+        (docs/PROTOCOL.md §1; used to test that MAML is HSML's special case)."""
         super().__init__(inner_lr, second_order)
         self.settings, self.ablate_gates = settings, ablate_gates
         self.shapes = mlp_shapes(sizes)

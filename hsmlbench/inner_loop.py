@@ -1,4 +1,4 @@
-"""The inner loop every method shares: plain SGD on each task's support loss (PAPER.md §3).
+"""The inner loop every method shares: plain SGD on each task's support loss (docs/PROTOCOL.md §3).
 
 Parameters carry a leading task dimension, and the support loss returns one value per task;
 differentiating the sum of those losses gives each task the gradient of its own loss, so the
@@ -28,7 +28,7 @@ def inner_step(
 
     ``second_order`` keeps the graph of the gradient (``create_graph``), so meta-gradients
     include the Hessian terms of full MAML; forgetting it silently gives first-order MAML
-    (PAPER.md §5). ``grad_clamp`` clamps each gradient element to ±value (MUMOMAML).
+    (docs/PROTOCOL.md §5). ``grad_clamp`` clamps each gradient element to ±value (MUMOMAML).
     """
     losses = support_loss(params)
     create_graph = second_order and torch.is_grad_enabled()

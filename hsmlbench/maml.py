@@ -1,4 +1,4 @@
-"""MAML: one initialization θ0 shared by every task (PAPER.md §1, §3)."""
+"""MAML: one initialization θ0 shared by every task (docs/PROTOCOL.md §1, §3)."""
 
 from __future__ import annotations
 

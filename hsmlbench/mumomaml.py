@@ -1,4 +1,4 @@
-"""MUMOMAML: task-specific FiLM modulation of MAML's base learner (PAPER.md §3 "MUMOMAML").
+"""MUMOMAML: task-specific FiLM modulation of MAML's base learner (docs/PROTOCOL.md §3 "MUMOMAML").
 
 The encoder and the FiLM heads are computed once per task and are not adapted by the inner
 loop; second-order meta-gradients reach them through the adapted base parameters.

@@ -1,7 +1,7 @@
 """Published numbers and claims of the HSML paper: the only place they live.
 
 Used for comparison columns only; every "ours" number comes from a run.
-Source: ../shared/PAPER.md §2 (the poster's tables; CIs as restated by ARML).
+Source: docs/PROTOCOL.md §2 (the poster's tables; CIs as restated by ARML).
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ class Published:
 
 # (table, method, setting) → published value.
 PUBLISHED: dict[tuple[str, str, str], Published] = {
-    # T1, multimodal regression, MSE ± 95% CI (PAPER.md §2 T1)
+    # T1, multimodal regression, MSE ± 95% CI (docs/PROTOCOL.md §2 T1)
     ("T1", "maml", "5-shot"): Published(2.205, 0.121),
     ("T1", "maml", "10-shot"): Published(0.761, 0.068),
     ("T1", "mumomaml", "5-shot"): Published(1.096, 0.085),
     ("T1", "mumomaml", "10-shot"): Published(0.256, 0.028),
     ("T1", "hsml", "5-shot"): Published(0.856, 0.073),
     ("T1", "hsml", "10-shot"): Published(0.161, 0.021),
-    # T2, continual regression, 5-shot MSE ± 95% CI (PAPER.md §2 T2)
+    # T2, continual regression, 5-shot MSE ± 95% CI (docs/PROTOCOL.md §2 T2)
     ("T2", "hsml-s2", "5-shot"): Published(0.933, 0.074),
     ("T2", "hsml-s10", "5-shot"): Published(0.889, 0.071),
     ("T2", "hsml-d", "5-shot"): Published(0.869, 0.072),
@@ -45,7 +45,7 @@ class Claim:
         return f"{self.better} better than {self.worse} ({self.setting})"
 
 
-# PAPER.md §2 "The claims behind the tables". Each pair is tested on the same test tasks.
+# docs/PROTOCOL.md §2 "The claims behind the tables". Each pair is tested on the same test tasks.
 CLAIMS: dict[str, tuple[Claim, ...]] = {
     "T1": tuple(
         Claim("T1", setting, better, worse)
@@ -80,7 +80,7 @@ _SYNTHETIC_DATASETS = (
     "Clouds (synthetic)",
 )
 
-# T3, 5-way 1-shot accuracy (%) ± 95% CI (PAPER.md §2 T3; CIs from the paper via ARML)
+# T3, 5-way 1-shot accuracy (%) ± 95% CI (docs/PROTOCOL.md §2 T3; CIs from the paper via ARML)
 for _method, _values in {
     "maml": ((53.94, 1.45), (31.66, 1.31), (51.37, 1.38), (42.12, 1.36)),
     "mumomaml": ((56.82, 1.49), (33.81, 1.36), (53.14, 1.39), (42.22, 1.40)),
@@ -89,7 +89,7 @@ for _method, _values in {
     for _dataset, (_mean, _ci) in zip(_IMAGE_DATASETS, _values):
         PUBLISHED[("T3", _method, f"{_dataset} 1-shot")] = Published(_mean, _ci)
 
-# T4, continual 5-way 1-shot accuracy (%), no CI in the source (PAPER.md §2 T4)
+# T4, continual 5-way 1-shot accuracy (%), no CI in the source (docs/PROTOCOL.md §2 T4)
 for _method, _values in {
     "mumomaml": (56.66, 33.68, 45.73, 40.38),
     "hsml-s2": (60.77, 33.41, 51.28, 40.78),
@@ -101,7 +101,7 @@ for _method, _values in {
 
 
 def _t3_claims(table: str, datasets: tuple[str, ...]) -> tuple[Claim, ...]:
-    """PAPER.md §2: HSML > MUMOMAML > MAML on every dataset."""
+    """docs/PROTOCOL.md §2: HSML > MUMOMAML > MAML on every dataset."""
     return tuple(
         Claim(table, f"{dataset} 1-shot", better, worse)
         for dataset in datasets
@@ -110,7 +110,7 @@ def _t3_claims(table: str, datasets: tuple[str, ...]) -> tuple[Claim, ...]:
 
 
 def _t4_claims(table: str, datasets: tuple[str, ...]) -> tuple[Claim, ...]:
-    """PAPER.md §2: HSML-D best on every dataset; every HSML variant beats MUMOMAML on Bird
+    """docs/PROTOCOL.md §2: HSML-D best on every dataset; every HSML variant beats MUMOMAML on Bird
     and Aircraft (the first and third datasets)."""
     best = tuple(
         Claim(table, f"{dataset} 1-shot", "hsml-d", worse)

@@ -259,9 +259,9 @@ def render_markdown(data: dict) -> str:
         "",
         "Agreement: a two-sided z-test of the difference, each CI read as 1.96 standard errors; "
         "'consistent' means p ≥ 0.05. The CIs cover test-task sampling only; seed-to-seed "
-        "variance is larger (PAPER.md §5). Meta-step: 'fast' (explicit inner-loop gradients, "
-        "compiled) or 'autograd' (double backward); both compute the same second-order "
-        "meta-gradient and differ only by floating-point rounding.",
+        "variance is larger (docs/PROTOCOL.md §5). Meta-step: 'fast' (explicit inner-loop "
+        "gradients, compiled) or 'autograd' (double backward); both compute the same "
+        "second-order meta-gradient and differ only by floating-point rounding.",
         "",
         "## The paper's claims in our run",
         "",

@@ -1,7 +1,7 @@
 """Statistics for comparing runs with each other and with the paper.
 
 - ``mean_ci95``: the paper's interval, mean ± 1.96·std/√n (population std) over test tasks.
-  It covers test-task sampling only (PAPER.md §5).
+  It covers test-task sampling only (docs/PROTOCOL.md §5).
 - ``seed_interval``: across-seed mean ± Student-t interval (seed-to-seed variance).
 - ``paired_test``: two methods on the same test tasks: Wilcoxon signed-rank and paired t.
 - ``holm``: Holm-Bonferroni adjustment over a table's comparisons.

@@ -1,7 +1,7 @@
 """Task encoders: turn a task's support set into a vector, before any adaptation.
 
-- ``GRUAutoencoder``: HSML's task representation (PAPER.md §3 "HSML" step 1).
-- ``BiLSTMEncoder``: MUMOMAML's task encoder (PAPER.md §3 "MUMOMAML").
+- ``GRUAutoencoder``: HSML's task representation (docs/PROTOCOL.md §3 "HSML" step 1).
+- ``BiLSTMEncoder``: MUMOMAML's task encoder (docs/PROTOCOL.md §3 "MUMOMAML").
 
 Eager code runs torch's fused recurrent kernels. ``torch.compile`` leaves ``nn.GRU`` /
 ``nn.LSTM`` to eager, so under compilation (the fast meta-step) the same recurrences run

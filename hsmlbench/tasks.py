@@ -1,4 +1,4 @@
-"""Multimodal regression task families and their sampler (PAPER.md §3 "Task families").
+"""Multimodal regression task families and their sampler (docs/PROTOCOL.md §3 "Task families").
 
 Tasks are sampled in batches as tensors from an explicit CPU ``torch.Generator``, so the same
 seed yields the same tasks on any machine; tensors move to the device afterwards.
@@ -12,10 +12,11 @@ from dataclasses import dataclass
 import torch
 
 FAMILIES: tuple[str, ...] = ("sin", "line", "quadratic", "cubic")
-X_RANGE = (-5.0, 5.0)  # PAPER.md §3: x ~ U[-5, 5]
+X_RANGE = (-5.0, 5.0)  # docs/PROTOCOL.md §3: x ~ U[-5, 5]
 QUADRATIC_FORMS = ("standard", "vertex")
 
-# Uniform ranges of each family's four coefficient slots (unused slots are [0, 0]), PAPER.md §3.
+# Uniform ranges of each family's four coefficient slots (unused slots are [0, 0]),
+# docs/PROTOCOL.md §3 "Task families".
 _PARAM_RANGES: dict[str, list[tuple[float, float]]] = {
     # A, w, b: y = A·sin(w·x) + b (additive offset, as in the authors' code)
     "sin": [(0.1, 5.0), (0.8, 1.2), (0.0, 2.0 * math.pi), (0.0, 0.0)],
@@ -29,7 +30,8 @@ _PARAM_RANGES: dict[str, list[tuple[float, float]]] = {
     "cubic": [(-0.1, 0.1), (-0.2, 0.2), (-2.0, 2.0), (-3.0, 3.0)],
 }
 
-# Continual stream (PAPER.md §3 "Continual adaptation"): iteration at which each family joins.
+# Continual stream (docs/PROTOCOL.md §3 "Continual adaptation"): iteration at which each family
+# joins.
 CONTINUAL_SCHEDULE: tuple[tuple[int, str], ...] = (
     (0, "sin"),
     (0, "line"),

@@ -55,7 +55,7 @@ MIN_ITERATIONS_TO_COMPILE = 1_000
 
 
 def make_optimizer(model: MetaLearner, config: RunConfig) -> torch.optim.Optimizer:
-    """One Adam over everything (PAPER.md §3); growing models split it into groups.
+    """One Adam over everything (docs/PROTOCOL.md §3); growing models split it into groups.
 
     The fast meta-step takes torch's fused Adam (one kernel for every parameter, the same
     update rule); the autograd path keeps the default implementation, as before."""

@@ -1,4 +1,4 @@
-"""Triton kernels for ``gated_init`` (PAPER.md §3 step 3): θ_i = θ0 ∘ σ(z_i W + b).
+"""Triton kernels for ``gated_init`` (docs/PROTOCOL.md §3 step 3): θ_i = θ0 ∘ σ(z_i W + b).
 
 Forward: a tiled matmul z·W over (P tile, batch tile) with the bias, sigmoid and θ0 scaling as
 its epilogue; the [B, P] pre-activation never reaches memory.

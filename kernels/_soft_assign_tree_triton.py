@@ -1,4 +1,5 @@
-"""Triton kernels for ``soft_assign_tree`` (PAPER.md §3 step 2): one forward launch, two backward.
+"""Triton kernels for ``soft_assign_tree`` (docs/PROTOCOL.md §3 step 2): one forward launch, two
+backward.
 
 Forward: one program per task row keeps the row's small per-node state in registers (p, q,
 the level-2 transforms [K1, K2, d] and nodes [K2, d]; d ≤ 128, K1 ≤ 10, K2 = 2 in HSML) and

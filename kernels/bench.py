@@ -37,7 +37,8 @@ def tree_inputs(
     seed: int = 0,
     requires_grad: bool = False,
 ) -> tuple[torch.Tensor, ...]:
-    """(h, centres, w1, b1, w2, b2, u, ub, r, rb) for ``soft_assign_tree`` (PAPER.md §3 step 2).
+    """(h, centres, w1, b1, w2, b2, u, ub, r, rb) for ``soft_assign_tree``
+    (docs/PROTOCOL.md §3 step 2).
 
     Glorot-uniform tree parameters as in the paper; biases small but non-zero so that tests
     see them; task vectors h ~ N(0, 1).
@@ -68,7 +69,7 @@ def gate_inputs(
     seed: int = 0,
     requires_grad: bool = False,
 ) -> tuple[torch.Tensor, ...]:
-    """(z, weight, bias, theta0) for ``gated_init`` (PAPER.md §3 step 3).
+    """(z, weight, bias, theta0) for ``gated_init`` (docs/PROTOCOL.md §3 step 3).
 
     W ~ N(0, 1/Z) so the gates spread over (0, 1) instead of all sitting at 1/2.
     """
@@ -100,7 +101,7 @@ def assert_float32_close(got, twin, ref, label: str) -> None:
 
 @dataclass(frozen=True)
 class BenchSize:
-    """One benchmark size. Z = 2d: the gate reads z = [h; h_root] (PAPER.md §3 step 3)."""
+    """One benchmark size. Z = 2d: the gate reads z = [h; h_root] (docs/PROTOCOL.md §3 step 3)."""
 
     name: str
     B: int

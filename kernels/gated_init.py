@@ -1,4 +1,4 @@
-"""Gated initialization θ_i = θ0 ∘ σ(z_i W + b) for a batch of tasks (PAPER.md §3 step 3).
+"""Gated initialization θ_i = θ0 ∘ σ(z_i W + b) for a batch of tasks (docs/PROTOCOL.md §3 step 3).
 
 Shapes: z [B, Z], weight [Z, P], bias [P], theta0 [P] → theta [B, P]. All of a base learner's
 tensors are flattened and concatenated into P so one launch gates them all.

@@ -1,4 +1,4 @@
-"""Batched soft cluster assignment and HSML's cluster tree (PAPER.md §3 step 2).
+"""Batched soft cluster assignment and HSML's cluster tree (docs/PROTOCOL.md §3 step 2).
 
 Shapes (B tasks, d features, K1 level-1 clusters, K2 level-2 clusters); every linear map is
 applied as ``x @ W`` (input dimension first, as in the authors' TensorFlow code):
@@ -9,7 +9,7 @@ applied as ``x @ W`` (input dimension first, as in the authors' TensorFlow code)
     w2, b2   [d, K2], [K2]         level-2 assignment logits
     u, ub    [K2, d, d], [K2, d]   level-2 node transforms
     r, rb    [d, d], [d]           root transform
-    sigma    float                 bandwidth: the code divides by 2σ, not 2σ² (PAPER.md §3)
+    sigma    float                 bandwidth: the code divides by 2σ, not 2σ² (docs/PROTOCOL.md §3)
 
 Returns ``(p [B, K1], q [B, K1, K2], root [B, d])``.
 """

@@ -1,4 +1,5 @@
-"""Table T1 (multimodal regression, PAPER.md §2 T1): every cell, then the table and its tests."""
+"""Table T1 (multimodal regression, docs/PROTOCOL.md §2 T1): every cell, then the table and its
+tests."""
 
 import pytest
 

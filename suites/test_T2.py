@@ -1,4 +1,4 @@
-"""Table T2 (continual regression, PAPER.md §2 T2, §3): HSML-S(2C), HSML-S(10C), HSML-D."""
+"""Table T2 (continual regression, docs/PROTOCOL.md §2 T2, §3): HSML-S(2C), HSML-S(10C), HSML-D."""
 
 import pytest
 

@@ -50,7 +50,7 @@ def test_adding_a_far_cluster_keeps_outputs_and_optimizer_state():
     loss.backward()
     optimizer.step()
     # An empty level-1 node still sends q·tanh(u_j) to level-2 node j through the level-2 bias
-    # u_j (PAPER.md §3's formula), so outputs are exactly unchanged only while u = 0.
+    # u_j (docs/PROTOCOL.md §3's formula), so outputs are exactly unchanged only while u = 0.
     with torch.no_grad():
         model.tree.ub.zero_()
     before_state = {

@@ -11,7 +11,8 @@ from hsmlbench.tasks import sample_tasks
 
 
 def dense_tree(tree: ClusterTree, h: torch.Tensor):
-    """PAPER.md §3 step 2 written out task by task, cluster by cluster, with explicit sums."""
+    """docs/PROTOCOL.md §3 step 2 written out task by task, cluster by cluster, with explicit
+    sums."""
     ps, qs, roots = [], [], []
     k1, k2 = tree.w1.shape[0], tree.w2.shape[1]
     for hi in h:

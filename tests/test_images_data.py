@@ -3,8 +3,8 @@
 The fakes have the official file names and annotation formats (CUB's images.txt and
 bounding_boxes.txt, DTD's images/<class>/, FGVC-Aircraft's images_box.txt and
 images_variant_*.txt, Fungi's images/<class>/) with a few tiny JPEGs per class; the counts of
-PAPER.md §4 are scaled down through a reduced ``DatasetSpec``. Texture and Aircraft use their
-real class names, because their splits are the committed lists.
+docs/PROTOCOL.md §4 are scaled down through a reduced ``DatasetSpec``. Texture and Aircraft use
+their real class names, because their splits are the committed lists.
 """
 
 import dataclasses

@@ -1,4 +1,5 @@
-"""Episode sampler, evaluation tasks, background loader and the synthetic set (PAPER.md §4)."""
+"""Episode sampler, evaluation tasks, background loader and the synthetic set
+(docs/PROTOCOL.md §4)."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""The image learners (PAPER.md §4) against independent references, at tiny image sizes."""
+"""The image learners (docs/PROTOCOL.md §4) against independent references, at tiny image sizes."""
 
 import dataclasses
 

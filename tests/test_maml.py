@@ -31,7 +31,7 @@ def test_batched_second_order_meta_gradient_equals_per_task_loop():
 
 
 def test_first_order_differs_from_second_order():
-    """Guards against a silently first-order inner loop (PAPER.md §5)."""
+    """Guards against a silently first-order inner loop (docs/PROTOCOL.md §5)."""
     model, batch, steps = _model_and_batch(seed=1)
     second = torch.autograd.grad(model.meta_loss(batch, steps)[0], list(model.theta0))
     model.second_order = False

@@ -10,7 +10,7 @@ from hsmlbench.tasks import FAMILIES, active_families, sample_tasks
 
 
 def closed_form(family: str, p: np.ndarray, x: np.ndarray, quadratic_form: str) -> np.ndarray:
-    """Each family written out by hand from PAPER.md §3."""
+    """Each family written out by hand from docs/PROTOCOL.md §3."""
     if family == "sin":
         return p[0] * np.sin(p[1] * x) + p[2]
     if family == "line":

@@ -1,6 +1,6 @@
 """Few-shot image classification: the four datasets, their episodes, the conv learners (T3, T4).
 
-PAPER.md §4. Modules, by concern:
+docs/PROTOCOL.md §4. Modules, by concern:
 
 - ``datasets``: the four datasets' specs, the committed class splits, the data root.
 - ``layout``: the on-disk layout ``<root>/meta-dataset/<Folder>/{train,val,test}/<class>/*.jpg``,

@@ -1,4 +1,5 @@
-"""The image base learner: four conv blocks and a linear layer, batched over tasks (PAPER.md §4).
+"""The image base learner: four conv blocks and a linear layer, batched over tasks
+(docs/PROTOCOL.md §4).
 
 Block: 3×3 conv (32 filters, 'same' padding, bias) → batch norm → ReLU → 2×2 max-pool, four
 times; then a linear layer from 32·5·5 = 800 features (at 84×84) to N classes.
@@ -25,7 +26,7 @@ from torch import nn
 from hsmlbench.base_learners import Params
 
 N_BLOCKS = 4
-FILTERS = 32  # PAPER.md §4
+FILTERS = 32  # docs/PROTOCOL.md §4
 BN_EPS = 1e-3  # tf.contrib.layers.batch_norm's default, as the authors' code used
 
 
@@ -60,7 +61,7 @@ def xavier_uniform_(t: torch.Tensor, fan_in: int, fan_out: int) -> torch.Tensor:
 
 def init_conv(shapes: list[tuple[int, ...]]) -> list[torch.Tensor]:
     """Xavier-uniform weights (TF's ``xavier_initializer_conv2d``: fans include the 3×3
-    receptive field), zero biases (PAPER.md §4)."""
+    receptive field), zero biases (docs/PROTOCOL.md §4)."""
     tensors = []
     for shape in shapes:
         t = torch.zeros(shape)
@@ -84,7 +85,7 @@ def conv_forward(
 
     ``bn_offsets`` [4, F] is shared by all tasks. ``film`` optionally gives one (γ, β) pair
     [T, F] per block, applied after batch norm and before the ReLU as h·(1 + γ) + β
-    (MUMOMAML's per-channel modulation, PAPER.md §4).
+    (MUMOMAML's per-channel modulation, docs/PROTOCOL.md §4).
     """
     t, n = x.shape[:2]
     h = x.transpose(0, 1).reshape(n, t * x.shape[2], *x.shape[3:])
@@ -136,7 +137,8 @@ def cross_entropy_sum_over_k(
     """Per-task Σ cross-entropy / K over the task's images: [T, M, n_way], [T, M] → [T].
 
     The authors' loss (``xent`` = softmax CE / update_batch_size, summed by ``tf.gradients``
-    over the images); the inner learning rate α = 0.01 is tuned for this scale (PAPER.md §4).
+    over the images); the inner learning rate α = 0.01 is tuned for this scale
+    (docs/PROTOCOL.md §4).
     It is the same for support and query images, K being the support shots in both.
     """
     ce = F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none")

@@ -40,7 +40,7 @@ def add_data_commands(sub) -> None:
     prepare.add_argument(
         "--force", action="store_true", help="replace an existing prepared dataset"
     )
-    check = data_sub.add_parser("check", help="what is there, counted against PAPER.md §4")
+    check = data_sub.add_parser("check", help="what is there, counted against docs/PROTOCOL.md §4")
     check.add_argument("--data-root", type=Path, help=f"default: ${DATA_ROOT_ENV}")
     check.add_argument("--datasets", nargs="+", choices=DATASET_NAMES, default=list(DATASET_NAMES))
     check.add_argument("--full", action="store_true", help="decode every image (slow)")

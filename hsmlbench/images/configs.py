@@ -1,6 +1,6 @@
 """T3 and T4 (few-shot image classification) as frozen configs, from a registry keyed by table.
 
-Every value from the paper cites PAPER.md §4 (../shared/PAPER.md). ``register()`` adds the
+Every value from the paper cites docs/PROTOCOL.md §4. ``register()`` adds the
 image tables to ``hsmlbench.configs.TABLES`` so the CLI's ``reproduce`` plans them.
 
 Tables:
@@ -17,16 +17,15 @@ sees every dataset arrive.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 
-from hsmlbench.configs import EVAL_SEED, Budget, TableSpec
+from hsmlbench.configs import EVAL_SEED, Budget, TableSpec, comparable_config
 from hsmlbench.images.datasets import DATASET_NAMES, DATASETS, SYNTHETIC_DOMAINS, SYNTHETIC_LABELS
 
 
 @dataclass(frozen=True)
 class ImageHSMLSettings:
-    """HSML's image task representation, tree and gates (PAPER.md §4, §3 steps 2-3)."""
+    """HSML's image task representation, tree and gates (docs/PROTOCOL.md §4, §3 steps 2-3)."""
 
     features: int = 64  # per-image CNN output
     feature_filters: int = 32
@@ -39,7 +38,8 @@ class ImageHSMLSettings:
 
 @dataclass(frozen=True)
 class ImageMUMOMAMLSettings:
-    """MUMOMAML's image encoder (PAPER.md §4) with its authors' gradient clamps (PAPER.md §3)."""
+    """MUMOMAML's image encoder with the gradient limits of its authors' regression code
+    (docs/PROTOCOL.md §4 "MUMOMAML image encoder", §3 "MUMOMAML")."""
 
     encoder_channels: tuple[int, ...] = (32, 64, 128, 256)
     embedding: int = 128
@@ -49,13 +49,13 @@ class ImageMUMOMAMLSettings:
 
 @dataclass(frozen=True)
 class ImageContinualSettings:
-    """T4's stream and HSML-D's growth rule (PAPER.md §4 "Continual classification").
+    """T4's stream and HSML-D's growth rule (docs/PROTOCOL.md §4 "Continual classification").
 
     ``arrivals`` are the iterations at which each dataset joins, at the paper's 40,000
-    iterations; Aircraft at 15,000 per PAPER.md, Fungi at 30,000 (PAPER.md says only "later":
+    iterations; Aircraft at 15,000, Fungi at 30,000 (the source says only "later":
     hsmlbench's choice, the same as regression's cubic family). The authors' code grows the
     stream by one dataset each time HSML-D adds a cluster; hsmlbench uses one fixed stream for
-    every method so that the methods are compared on the same data.
+    every method so that the methods are compared on the same data (docs/PROTOCOL.md §4).
     """
 
     arrivals: tuple[tuple[int, str], ...] = (
@@ -95,11 +95,11 @@ class ImageRunConfig:
     datasets: tuple[str, ...] = DATASET_NAMES  # real dataset names, or synthetic domains
     n_way: int = 5
     k_shot: int = 1
-    n_query_train: int = 15  # PAPER.md §4: K + 15 query images per class when training
+    n_query_train: int = 15  # docs/PROTOCOL.md §4: K + 15 query images per class when training
     n_query_test: int | None = None  # None: K (K + K per class at test)
     image_size: int = 84
     filters: int = 32
-    inner_lr: float = 0.01  # α, PAPER.md §4
+    inner_lr: float = 0.01  # α, docs/PROTOCOL.md §4
     inner_steps_train: int = 5
     inner_steps_test: int = 10
     second_order: bool = True
@@ -130,17 +130,18 @@ class ImageRunConfig:
         return dataclasses.asdict(self)
 
     def matches(self, stored: dict) -> bool:
-        """Same semantics as ``RunConfig.matches``: fields added later match while None."""
-        current = json.loads(json.dumps(self.to_dict()))
-        stored = json.loads(json.dumps(stored))
+        """Same semantics as ``RunConfig.matches``: fields added later match while None; the
+        budget's description is not compared."""
+        current = comparable_config(self.to_dict())
+        stored = comparable_config(stored)
         return all(
             stored[key] == value if key in stored else value is None
             for key, value in current.items()
         ) and set(stored) <= set(current)
 
 
-# Budgets of the image tables, by the shared budget names (PAPER.md §4: 60,000 iterations for
-# T3 1-shot, 50,000 for 5-shot, 40,000 for T4; 1,000 test tasks per dataset).
+# Budgets of the image tables, by the shared budget names (docs/PROTOCOL.md §4: 60,000
+# iterations for T3 1-shot, 50,000 for 5-shot, 40,000 for T4; 1,000 test tasks per dataset).
 _SMOKE = Budget("smoke", 12, 30, 6, "CI smoke test: the whole path, numbers meaningless")
 _QUICK = Budget(
     "quick", 5_000, 1_000, 1_000, "reduced: 5,000 iterations, 1,000 test tasks per dataset"
@@ -149,12 +150,12 @@ IMAGE_BUDGETS: dict[str, dict[str, Budget]] = {
     "T3": {
         "smoke": _SMOKE,
         "quick": _QUICK,
-        "paper": Budget("paper", 60_000, 1_000, 2_000, "PAPER.md §4 exactly (1-shot)"),
+        "paper": Budget("paper", 60_000, 1_000, 2_000, "docs/PROTOCOL.md §4 exactly (1-shot)"),
     },
     "T4": {
         "smoke": _SMOKE,
         "quick": _QUICK,
-        "paper": Budget("paper", 40_000, 1_000, 2_000, "PAPER.md §4 exactly"),
+        "paper": Budget("paper", 40_000, 1_000, 2_000, "docs/PROTOCOL.md §4 exactly"),
     },
 }
 
@@ -173,10 +174,10 @@ IMAGE_TABLES: dict[str, TableSpec] = {
         metric="accuracy (%)",
         lower_is_better=False,
         notes=(
-            "One model per method is trained on all four datasets (PAPER.md §4) and tested on "
-            "1,000 tasks of each dataset's test split; rows are (method, dataset).",
-            "PAPER.md §2: the paper's margins on Texture and Fungi are within one CI; a faithful "
-            "reproduction may not separate them.",
+            "One model per method is trained on all four datasets (docs/PROTOCOL.md §4) and "
+            "tested on 1,000 tasks of each dataset's test split; rows are (method, dataset).",
+            "docs/PROTOCOL.md §2: the paper's margins on Texture and Fungi are within one CI; a "
+            "faithful reproduction may not separate them.",
         ),
     ),
     "T4": TableSpec(
@@ -187,9 +188,9 @@ IMAGE_TABLES: dict[str, TableSpec] = {
         metric="accuracy (%)",
         lower_is_better=False,
         notes=(
-            "Datasets arrive in a stream (Bird and Texture, then Aircraft, then Fungi; PAPER.md "
-            "§4); every method sees the same stream. The published T4 values have no CI, so the "
-            "agreement test uses ours only.",
+            "Datasets arrive in a stream (Bird and Texture, then Aircraft, then Fungi; "
+            "docs/PROTOCOL.md §4); every method sees the same stream. The published T4 values "
+            "have no CI, so the agreement test uses ours only.",
         ),
     ),
 }

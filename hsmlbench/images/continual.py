@@ -1,4 +1,4 @@
-"""T4's continual stream and HSML-D's growth trigger on images (PAPER.md §4).
+"""T4's continual stream and HSML-D's growth trigger on images (docs/PROTOCOL.md §4).
 
 - ``active_datasets``: which datasets the stream draws from at an iteration.
 - ``should_grow``: at the end of each window of ``window`` iterations, HSML-D adds a

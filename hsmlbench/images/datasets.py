@@ -1,6 +1,6 @@
 """The four image datasets of T3/T4: what each holds, how its classes split, where it lives.
 
-PAPER.md §4 "Data". Class splits are deterministic and versioned: for Texture (DTD) and
+docs/PROTOCOL.md §4 "Data". Class splits are deterministic and versioned: for Texture (DTD) and
 Aircraft (FGVC-Aircraft) every class name is known in advance, so their splits are committed
 as ``splits/<dataset>.txt``. Bird (CUB) and Fungi select their 100 classes by image count,
 which needs the archive; their split is computed at prepare time by the same rule
@@ -19,7 +19,7 @@ from pathlib import Path
 SPLITS = ("train", "val", "test")
 DATA_ROOT_ENV = "HSMLBENCH_DATA"
 LAYOUT_DIR = "meta-dataset"  # the authors' layout: <root>/meta-dataset/<Folder>/<split>/<class>
-IMAGE_SIZE = 84  # PAPER.md §4: every image is resized to 84×84 RGB
+IMAGE_SIZE = 84  # docs/PROTOCOL.md §4: every image is resized to 84×84 RGB
 
 
 class DataError(Exception):
@@ -28,7 +28,7 @@ class DataError(Exception):
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """One dataset of PAPER.md §4's table."""
+    """One dataset of docs/PROTOCOL.md §4's table."""
 
     name: str  # CLI name: bird, texture, aircraft, fungi
     label: str  # column label of T3/T4

@@ -1,6 +1,7 @@
 """Task encoders for images: HSML's task representation and MUMOMAML's conv encoder.
 
-- ``ImageFeatureCNN``: HSML's per-image CNN (PAPER.md §4; the authors' ``image_embedding.py``).
+- ``ImageFeatureCNN``: HSML's per-image CNN (docs/PROTOCOL.md §4; the authors'
+  ``image_embedding.py``).
 - ``ImageTaskRepresentation``: per-image features ⊕ (1 − one-hot(label)) → the GRU autoencoder of
   ``hsmlbench.task_encoders`` (hidden d = 128) → task vector h and reconstruction loss.
 - ``MUMOMAMLImageEncoder``: Vuorio et al.'s image encoder with one FiLM head per conv block.
@@ -59,9 +60,9 @@ class ImageFeatureCNN(nn.Module):
 
 
 class ImageTaskRepresentation(nn.Module):
-    """HSML's image task vector (PAPER.md §4): the support images' features with their label
+    """HSML's image task vector (docs/PROTOCOL.md §4): the support images' features with their label
     vectors 1 − one-hot(y) (as the authors' code feeds them), read as a sequence by the GRU
-    autoencoder of PAPER.md §3 with hidden d.
+    autoencoder of docs/PROTOCOL.md §3 with hidden d.
 
     The authors' image branch feeds the 64 + N item features to the GRU directly (no first
     dense layer, unlike regression's Linear(2 → 20)), so the autoencoder's embedding layer is
@@ -116,8 +117,8 @@ def per_task_batch_norm(
 class MUMOMAMLImageEncoder(nn.Module):
     """Images only: four 3×3 stride-2 convs (32, 64, 128, 256) each with batch norm and ReLU,
     spatial mean, Linear(256 → 128) + ReLU, mean over the support images; one linear head per
-    base-learner block gives that block's per-channel FiLM (γ, β) (PAPER.md §4, after Vuorio et
-    al.'s ``ConvEmbeddingModel`` and ``GatedConvModel``).
+    base-learner block gives that block's per-channel FiLM (γ, β) (docs/PROTOCOL.md §4, after
+    Vuorio et al.'s ``ConvEmbeddingModel`` and ``GatedConvModel``).
 
     Batch norm here also uses each task's own batch statistics (train and test alike), with a
     learnable scale and offset (torch's defaults, as theirs).

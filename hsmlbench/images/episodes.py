@@ -1,4 +1,4 @@
-"""N-way K-shot episodes over the decoded splits (PAPER.md §4 "Episodes").
+"""N-way K-shot episodes over the decoded splits (docs/PROTOCOL.md §4 "Episodes").
 
 Training: each task picks one dataset uniformly (among those the stream has opened), then
 N classes of its train split, then K support + 15 query images per class. Testing: 1,000 tasks
@@ -8,7 +8,7 @@ evaluation seed so that every method sees the same tasks.
 Every training iteration draws from its own generator, seeded from (run seed, iteration), so a
 background loader can build batches ahead of time and a resumed run sees the same episodes.
 Images stay uint8 until ``ImageEpisodeBatch.to`` moves them to the device and scales by 1/255
-(no normalization, no augmentation; PAPER.md §4).
+(no normalization, no augmentation; docs/PROTOCOL.md §4).
 
 Within a task, images are ordered shot by shot with the N classes in a fresh random order for
 each shot (as the authors' data generator does), so the support sequence read by HSML's GRU

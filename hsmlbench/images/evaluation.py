@@ -1,4 +1,4 @@
-"""Evaluation per dataset on fixed test tasks (PAPER.md §4 "Episodes", §5).
+"""Evaluation per dataset on fixed test tasks (docs/PROTOCOL.md §4 "Episodes", §5).
 
 For each dataset: ``n_test_tasks`` tasks from its test split, K support + K query images per
 class, drawn from ``config.eval_seed`` and the dataset's name only, so every method and seed

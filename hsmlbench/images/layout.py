@@ -1,7 +1,8 @@
 """The prepared layout on disk: checking it (``hsmlbench data check``) and loading it.
 
-Layout (PAPER.md §4, the authors' own): ``<root>/meta-dataset/<Folder>/{train,val,test}/<class>/*.jpg``,
-84×84 RGB. Both ways in (the authors' prepared folders, ``hsmlbench data prepare``) end here.
+Layout (docs/PROTOCOL.md §4, the authors' own):
+``<root>/meta-dataset/<Folder>/{train,val,test}/<class>/*.jpg``, 84×84 RGB. Both ways in (the
+authors' prepared folders, ``hsmlbench data prepare``) end here.
 A split is decoded once into a uint8 tensor and kept in memory for the whole process.
 """
 
@@ -75,7 +76,7 @@ class DatasetReport:
 
 
 def check_dataset(root: Path, name: str, full: bool = False) -> DatasetReport:
-    """Counts classes and images per split against PAPER.md §4 and opens every image.
+    """Counts classes and images per split against docs/PROTOCOL.md §4 and opens every image.
 
     Opening reads each file's header (size, format); ``full`` also decodes every pixel, which
     catches truncated files at the cost of a few minutes on the real data.
@@ -142,7 +143,7 @@ def check_dataset(root: Path, name: str, full: bool = False) -> DatasetReport:
 
 def _recount_fix(name: str, root) -> str:
     return (
-        f"the folder is incomplete or not the PAPER.md §4 selection: re-run "
+        f"the folder is incomplete or not the docs/PROTOCOL.md §4 selection: re-run "
         f"`hsmlbench data prepare --dataset {name} --source PATH --data-root {root} --force`"
     )
 
@@ -253,7 +254,7 @@ def load_split(
 ) -> ImageSplit:
     """Decodes every image of ``<dataset>/<split>`` once per process (cached in memory).
 
-    Files must be 84×84 (PAPER.md §4); ``image_size`` below 84 resizes after decoding (for
+    Files must be 84×84 (docs/PROTOCOL.md §4); ``image_size`` below 84 resizes after decoding (for
     reduced-size runs, never the paper's protocol).
     """
     folder = dataset_dir(root, name) / split

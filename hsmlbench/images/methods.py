@@ -1,4 +1,4 @@
-"""MAML, MUMOMAML and HSML on the image base learner (PAPER.md §4).
+"""MAML, MUMOMAML and HSML on the image base learner (docs/PROTOCOL.md §4).
 
 They share ``hsmlbench.meta_learner.MetaLearner``'s inner loop, meta-loss and evaluation
 curve; the image versions only swap the base learner (``ConvLearner``), the loss (Σ CE / K) and
@@ -51,7 +51,7 @@ class ImageMetaLearner(MetaLearner):
         """As ``meta_loss``, plus the post-adaptation query accuracy per task (no gradient).
 
         Returns ``(loss, per_task_query_loss, per_task_query_accuracy)``; HSML-D's growth rule
-        watches the accuracy (PAPER.md §4).
+        watches the accuracy (docs/PROTOCOL.md §4).
         """
         ctx = self.task_context(batch)
         adapted = adapt(
@@ -119,7 +119,7 @@ class ImageHSML(GrowingFirstLevel, ImageMetaLearner):
 
     The tree is ``hsmlbench.hsml.ClusterTree`` and the gates go through
     ``hsmlbench.kernels.gated_init`` (fused on GPU): one dense map from z = [h; h_root] (256-d)
-    to all ~32.6 K base parameters, about 8.4 M gate weights at 84×84 (PAPER.md §4).
+    to all ~32.6 K base parameters, about 8.4 M gate weights at 84×84 (docs/PROTOCOL.md §4).
     """
 
     def __init__(

@@ -1,7 +1,8 @@
-"""``hsmlbench data prepare``: the official archives → the prepared 84×84 layout (PAPER.md §4).
+"""``hsmlbench data prepare``: the official archives → the prepared 84×84 layout
+(docs/PROTOCOL.md §4).
 
 Per dataset: find its files in the archive (or an extracted folder), select the classes of
-PAPER.md §4, split them (``datasets.split_classes`` or the committed lists), crop to the
+docs/PROTOCOL.md §4, split them (``datasets.split_classes`` or the committed lists), crop to the
 bounding box where the dataset has one, resize to 84×84 with Lanczos, save as JPEG.
 
 Nothing is ever downloaded. Everything is written inside a hidden staging folder next to the
@@ -86,7 +87,8 @@ def prepare_dataset(
         out = staging / "out"
         _write_images(out, split, classes, spec, log, workers)
         header = (
-            f"{spec.label} prepared by hsmlbench from {source.name}; PAPER.md §4 selection\n"
+            f"{spec.label} prepared by hsmlbench from {source.name}; "
+            "docs/PROTOCOL.md §4 selection\n"
             f"{spec.split_sizes[0]} / {spec.split_sizes[1]} / {spec.split_sizes[2]} classes, "
             f"{spec.images_per_class} images each"
         )
@@ -271,7 +273,7 @@ _COLLECT = {
 def _select_and_split(
     name: str, spec: DatasetSpec, classes: dict[str, list[Item]]
 ) -> dict[str, list[str]]:
-    """PAPER.md §4's class selection and the split; trims ``classes`` to the kept images."""
+    """docs/PROTOCOL.md §4's class selection and the split; trims ``classes`` to the kept images."""
     n = spec.images_per_class
     if spec.committed_split:
         split = committed_split(name)

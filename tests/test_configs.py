@@ -1,0 +1,29 @@
+"""Which stored configs a run accepts as its own (reuse of finished jobs, resuming checkpoints)."""
+
+import dataclasses
+
+import pytest
+
+from hsmlbench.configs import run_config
+from hsmlbench.images.configs import image_run_config
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        run_config("T1", "hsml", "5-shot", "paper"),
+        image_run_config("T3", "mumomaml", "1-shot", "paper"),
+    ],
+    ids=["regression", "images"],
+)
+def test_budget_description_is_a_label_not_part_of_the_run(config):
+    stored = config.to_dict()
+    assert config.matches(stored)
+    # results written while the description read differently are still this run's
+    reworded = stored | {"budget": stored["budget"] | {"description": "older wording"}}
+    assert config.matches(reworded)
+    # what the budget does is compared
+    longer = stored | {"budget": stored["budget"] | {"iterations": 1}}
+    assert not config.matches(longer)
+    other_budget = dataclasses.replace(config.budget, n_test_tasks=7)
+    assert not dataclasses.replace(config, budget=other_budget).matches(stored)
