@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         "--work-dir", type=Path, default=Path("runs"), help="checkpoints (resumed on re-run)"
     )
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
+    _plugin_argument(rep)
     from hsmlbench.images.cli import add_data_commands, add_reproduce_arguments
 
     add_reproduce_arguments(rep)  # --dataset real|synthetic, --data-root (T3, T4)
@@ -84,17 +85,37 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--run-dir", type=Path, required=True)
     tr.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
     tr.add_argument("--quiet", action="store_true")
+    _plugin_argument(tr)
 
     ev = sub.add_parser("evaluate", help="evaluate a trained cell on its fixed test tasks")
     _cell_arguments(ev)
     ev.add_argument("--run-dir", type=Path, required=True)
     ev.add_argument("--out", type=Path, required=True, help="raw per-task result (JSON)")
+    _plugin_argument(ev)
 
     rp = sub.add_parser("report", help="re-render a table's markdown from its JSON")
     rp.add_argument("json", type=Path, help="e.g. results/T1.json")
+    rp.add_argument(
+        "--format",
+        choices=("markdown", "latex"),
+        default="markdown",
+        help="markdown (FILE.md, default) or latex (FILE.tex: booktabs tables for a paper)",
+    )
 
     add_data_commands(sub)  # data prepare | data check (T3, T4)
     return parser
+
+
+def _plugin_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first (a module on the path that registers methods with "
+        "hsmlbench.registry.register_method); repeatable. Installed plugins (entry-point group "
+        "'hsmlbench.methods') need no flag",
+    )
 
 
 def _cell_arguments(parser: argparse.ArgumentParser) -> None:
@@ -221,15 +242,16 @@ def _evaluate(args) -> int:
 
 def _report(args) -> int:
     from hsmlbench.atomic import write_text
-    from hsmlbench.results import load_table, render_markdown
+    from hsmlbench.results import load_table, render_latex, render_markdown
 
     try:
         data = load_table(args.json)
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(str(error)) from None
-    md = args.json.with_suffix(".md")
-    write_text(md, render_markdown(data))
-    print(f"wrote {md}")
+    render, suffix = (render_latex, ".tex") if args.format == "latex" else (render_markdown, ".md")
+    path = args.json.with_suffix(suffix)
+    write_text(path, render(data))
+    print(f"wrote {path}")
     return 0
 
 
@@ -250,8 +272,15 @@ def main(argv: list[str] | None = None) -> int:
         "report": _report,
         "data": run_data_command,
     }
+    from hsmlbench.registry import PluginError, load_plugin
+
     try:
+        for module in getattr(args, "plugin", []):
+            load_plugin(module)
         return handler[args.command](args)
+    except PluginError as error:
+        print(f"hsmlbench: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except UsageError as error:
         print(f"hsmlbench: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -91,6 +91,7 @@ class RunConfig:
     continual: ContinualSettings | None = None  # None: all families from the start
     hsml: HSMLSettings | None = None
     mumomaml: MUMOMAMLSettings | None = None
+    plugin_settings: dict | None = None  # a registered plugin method's settings (asdict)
     eval_seed: int = EVAL_SEED
     eval_chunk: int = 1_000  # test tasks evaluated per batch (memory, not results)
 
@@ -142,6 +143,7 @@ class TableSpec:
     metric: str = "MSE"
     lower_is_better: bool = True
     notes: tuple[str, ...] = field(default_factory=tuple)
+    domain: str = "regression"  # which registered methods can join it (hsmlbench.registry)
 
 
 TABLES: dict[str, TableSpec] = {
@@ -186,17 +188,38 @@ def _method_fields(method: str) -> dict:
     raise KeyError(method)
 
 
+def _extra_method_fields(table: str, method: str) -> dict:
+    """A registered method that is not one of the table's own rows joins it under the table's
+    task stream (T2: the continual stream and its vertex-form quadratic), with its settings."""
+    from hsmlbench.registry import get_method
+
+    spec = get_method(method)
+    if TABLES[table].domain not in spec.domains:
+        raise KeyError(
+            f"method {method!r} runs on {', '.join(spec.domains)} tasks; table {table} is "
+            f"{TABLES[table].domain}"
+        )
+    fields: dict = {"plugin_settings": spec.default_settings()}
+    if table == "T2":
+        fields |= {"continual": ContinualSettings(grow=False), "quadratic_form": "vertex"}
+    return fields
+
+
 def run_config(
     table: str, method: str, setting: str, budget: str, meta_step: str | None = None
 ) -> RunConfig:
     """The registry: the configuration of one table cell at a budget.
 
-    ``meta_step`` None takes ``HSMLBENCH_META_STEP``, else the default ("fast")."""
+    ``method`` is one of the table's rows or any registered method of the table's domain
+    (``hsmlbench.registry``). ``meta_step`` None takes ``HSMLBENCH_META_STEP``, else the
+    default ("fast")."""
     if table not in TABLES:
         raise KeyError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
     spec = TABLES[table]
-    if method not in spec.methods:
-        raise KeyError(f"table {table} has no method {method!r}; it has: {', '.join(spec.methods)}")
+    if method in spec.methods:
+        fields = _method_fields(method)
+    else:
+        fields = _extra_method_fields(table, method)
     if setting not in spec.settings:
         raise KeyError(
             f"table {table} has no setting {setting!r}; it has: {', '.join(spec.settings)}"
@@ -211,5 +234,5 @@ def run_config(
         budget=BUDGETS[budget],
         k_shot=k_shot,
         meta_step=meta_step or meta_step_from_env(),
-        **_method_fields(method),
+        **fields,
     )

@@ -239,11 +239,12 @@ def cluster_note(raws: list[dict], table: str = "T1") -> str | None:
     """A sentence for the table's markdown saying what the cluster heatmap shows, from data."""
     if table != "T1":
         return None
-    parts = []
+    parts, n_clusters = [], None
     for raw in raws:
         by_family = (raw.get("mean_assignments_by_family") or {}).get("level1")
         if not by_family:
             continue
+        n_clusters = len(next(iter(by_family.values())))
         described = ", ".join(
             f"{family} → cluster {int(np.argmax(v)) + 1} ({max(v):.2f})"
             for family, v in by_family.items()
@@ -255,6 +256,6 @@ def cluster_note(raws: list[dict], table: str = "T1") -> str | None:
         "Cluster interpretation (`figures/T1_clusters.png`): HSML's mean level-1 soft assignment "
         "per task family, over the test tasks; each family's most used cluster and its mean "
         "weight: " + "; ".join(parts) + ". A weight near 1 means the family has a cluster of its "
-        f"own; near 1/K (here 1/{len(next(iter(by_family.values())))}) means the tree does not "
+        f"own; near 1/K (here 1/{n_clusters}) means the tree does not "
         "separate it."
     )

@@ -19,12 +19,15 @@ PerTaskLoss = Callable[[Params], torch.Tensor]
 def inner_step(
     params: Params,
     support_loss: PerTaskLoss,
-    lr: float,
+    lr: float | Params,
     *,
     second_order: bool = True,
     grad_clamp: float | None = None,
 ) -> Params:
     """One SGD step θ ← θ − α·∇L_support(θ) for every task at once.
+
+    ``lr`` is one α for every parameter, or one tensor per parameter (broadcast against it:
+    Meta-SGD's learned per-parameter rates).
 
     ``second_order`` keeps the graph of the gradient (``create_graph``), so meta-gradients
     include the Hessian terms of full MAML; forgetting it silently gives first-order MAML
@@ -35,13 +38,14 @@ def inner_step(
     grads = torch.autograd.grad(losses.sum(), params, create_graph=create_graph)
     if grad_clamp is not None:
         grads = tuple(g.clamp(-grad_clamp, grad_clamp) for g in grads)
-    return tuple(p - lr * g for p, g in zip(params, grads))
+    lrs = lr if isinstance(lr, tuple) else (lr,) * len(params)
+    return tuple(p - a * g for p, a, g in zip(params, lrs, grads))
 
 
 def adapt(
     params: Params,
     support_loss: PerTaskLoss,
-    lr: float,
+    lr: float | Params,
     steps: int,
     *,
     second_order: bool = True,

@@ -28,6 +28,8 @@ class TaskContext:
     film: Film | None = None  # per-task modulation, not adapted by the inner loop
     aux_loss: torch.Tensor | None = None  # scalar added to the meta-loss (already weighted)
     assignments: dict[str, torch.Tensor] = field(default_factory=dict)  # for analysis
+    # per-parameter inner learning rates, one tensor per parameter (Meta-SGD); None: inner_lr
+    inner_lrs: Params | None = None
 
 
 class MetaLearner(nn.Module):
@@ -107,13 +109,14 @@ class MetaLearner(nn.Module):
         first-order graph that ``torch.compile`` can compile."""
         ctx = self.task_context(batch)
         params = ctx.init_params
+        lrs = ctx.inner_lrs or (self.inner_lr,) * len(params)
         for _ in range(steps):
             grads = self.explicit_support_grads(params, batch, ctx)
             if not self.second_order:
                 grads = tuple(g.detach() for g in grads)
             if self.inner_grad_clamp is not None:
                 grads = tuple(g.clamp(-self.inner_grad_clamp, self.inner_grad_clamp) for g in grads)
-            params = tuple(p - self.inner_lr * g for p, g in zip(params, grads))
+            params = tuple(p - a * g for p, a, g in zip(params, lrs, grads))
         query = self.task_loss(self.predict(params, batch.x_query, ctx), batch.y_query)
         loss = query.mean()
         if ctx.aux_loss is not None:
@@ -126,7 +129,7 @@ class MetaLearner(nn.Module):
         adapted = adapt(
             ctx.init_params,
             self._support_loss(batch, ctx),
-            self.inner_lr,
+            ctx.inner_lrs or self.inner_lr,
             steps,
             second_order=self.second_order,
             grad_clamp=self.inner_grad_clamp,
@@ -152,7 +155,7 @@ class MetaLearner(nn.Module):
                 params = inner_step(
                     params,
                     support_loss,
-                    self.inner_lr,
+                    ctx.inner_lrs or self.inner_lr,
                     second_order=False,
                     grad_clamp=self.inner_grad_clamp,
                 )

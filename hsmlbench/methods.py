@@ -1,34 +1,51 @@
-"""Method name → model factory: the one place that knows every method."""
+"""The paper's methods, registered in ``hsmlbench.registry`` (the one place methods are known),
+and ``build_model``, which builds any registered method, plugins included."""
 
 from __future__ import annotations
 
 from hsmlbench.configs import RunConfig
 from hsmlbench.meta_learner import MetaLearner
+from hsmlbench.registry import get_method, register_method
 
 
 def build_model(config: RunConfig) -> MetaLearner:
     """A freshly initialized model for ``config`` (seed torch first for a reproducible init),
     on the config's meta-step path."""
-    model = _new_model(config)
+    model = get_method(config.method).factory(config)
     model.meta_step = config.meta_step
     return model
 
 
-def _new_model(config: RunConfig) -> MetaLearner:
-    if config.method == "maml":
-        from hsmlbench.maml import MAML
+@register_method("maml", label="MAML", builtin=True)
+def _maml(config: RunConfig) -> MetaLearner:
+    from hsmlbench.maml import MAML
 
-        return MAML(config.inner_lr, config.second_order)
-    if config.continual is not None and config.method.startswith("hsml"):
-        from hsmlbench.continual import ContinualHSML
+    return MAML(config.inner_lr, config.second_order)
 
-        return ContinualHSML(config.hsml, config.continual, config.inner_lr, config.second_order)
-    if config.method == "hsml":
-        from hsmlbench.hsml import HSML
 
-        return HSML(config.hsml, config.inner_lr, config.second_order)
-    if config.method == "mumomaml":
-        from hsmlbench.mumomaml import MUMOMAML
+@register_method("mumomaml", label="MUMOMAML", builtin=True)
+def _mumomaml(config: RunConfig) -> MetaLearner:
+    from hsmlbench.mumomaml import MUMOMAML
 
-        return MUMOMAML(config.mumomaml, config.inner_lr, config.second_order)
-    raise KeyError(f"unknown method {config.method!r}")
+    return MUMOMAML(config.mumomaml, config.inner_lr, config.second_order)
+
+
+@register_method("hsml", label="HSML", builtin=True)
+def _hsml(config: RunConfig) -> MetaLearner:
+    from hsmlbench.hsml import HSML
+
+    return HSML(config.hsml, config.inner_lr, config.second_order)
+
+
+def _continual_hsml(config: RunConfig) -> MetaLearner:
+    from hsmlbench.continual import ContinualHSML
+
+    return ContinualHSML(config.hsml, config.continual, config.inner_lr, config.second_order)
+
+
+for _name, _label in (
+    ("hsml-s2", "HSML-S (2C)"),
+    ("hsml-s10", "HSML-S (10C)"),
+    ("hsml-d", "HSML-D"),
+):
+    register_method(_name, label=_label, builtin=True)(_continual_hsml)

@@ -31,6 +31,15 @@ PUBLISHED: dict[tuple[str, str, str], Published] = {
 }
 
 
+# Values of other methods that the paper reports beside its own, same protocol (docs/PROTOCOL.md
+# §2 T1): recalled from the paper's full table, not the poster, and not verified against the
+# PDF, so tables mark them as secondary. Keyed like PUBLISHED; shown for plugin rows.
+PUBLISHED_SECONDARY: dict[tuple[str, str, str], Published] = {
+    ("T1", "metasgd", "5-shot"): Published(2.053, 0.117),
+    ("T1", "metasgd", "10-shot"): Published(0.836, 0.065),
+}
+
+
 @dataclass(frozen=True)
 class Claim:
     """The paper claims ``better`` beats ``worse`` (lower MSE / higher accuracy) at ``setting``."""

@@ -79,9 +79,7 @@ def plan(
         spec = TABLES[table]
         for method in methods or spec.methods:
             if method not in spec.methods:
-                raise KeyError(
-                    f"table {table} has no method {method!r}; it has: {', '.join(spec.methods)}"
-                )
+                run_config(table, method, spec.settings[0], budget)  # a registered method?
             for setting in settings or spec.settings:
                 if setting not in spec.settings:
                     raise KeyError(
@@ -162,6 +160,17 @@ def code_version() -> str:
     return f"{hsmlbench.__version__}+{digest.hexdigest()[:12]}"
 
 
+def job_code_version(job: Job, version: str) -> str:
+    """``version`` (hsmlbench's code) plus, for a plugin method, a hash of the plugin's source:
+    a changed plugin is never reused."""
+    from hsmlbench.registry import plugin_source_hash
+
+    plugin = plugin_source_hash(job.method)
+    if plugin is None or version.endswith(f"+plugin-{plugin}"):
+        return version
+    return f"{version}+plugin-{plugin}"
+
+
 def job_sources() -> dict[str, Path]:
     """Module name → source file of every hsmlbench module in ``hsmlbench.reproduce``'s
     import closure (what ``code_version`` hashes)."""
@@ -190,10 +199,10 @@ def finished_result(job: Job, out_dir: Path, version: str | None = None) -> dict
     path = raw_path(out_dir, job)
     if not path.exists():
         return None
+    version = job_code_version(job, version or code_version())
     done = json.loads(path.read_text())
     if not job.config.matches(done.get("config", {})) or done.get("seed", job.seed) != job.seed:
         return None
-    version = version or code_version()
     if done.get("code_version", version) != version:
         return None
     return done
@@ -245,7 +254,7 @@ def run_job(
     code its processes loaded); default: ``code_version()`` now."""
     config = job.config
     path = raw_path(out_dir, job)
-    version = version or code_version()
+    version = job_code_version(job, version or code_version())
     done = finished_result(job, out_dir, version)
     if done is not None:
         return done
@@ -317,19 +326,26 @@ def _downsample(values: list[float], points: int = 700) -> list[list[float]]:
     ]
 
 
+EXTENDED = "-extended"  # T1-extended: the paper's table plus registered methods' rows
+
+
 def assemble_table(table: str, budget: str, out_dir: Path) -> dict:
-    """The table's JSON from every raw result of that table and budget under ``out_dir``."""
-    spec = TABLES[table]
-    raws = sorted(
-        (
-            json.loads(p.read_text())
-            for p in (Path(out_dir) / "runs" / table).glob(f"*-{budget}.json")
-        ),
-        key=lambda r: (
-            spec.methods.index(r["method"]),
-            spec.settings.index(r["setting"]),
-            r["seed"],
-        ),
+    """The table's JSON from every raw result of that table and budget under ``out_dir``.
+
+    ``T1`` holds the paper's methods only; ``T1-extended`` adds every other registered method
+    that has runs there, each tested against the paper's methods in its own Holm family, so
+    that the paper's claims keep exactly the p-values of ``T1``."""
+    base = table.removesuffix(EXTENDED)
+    spec = TABLES[base]
+    raws = [
+        json.loads(p.read_text()) for p in (Path(out_dir) / "runs" / base).glob(f"*-{budget}.json")
+    ]
+    extra_methods = sorted({r["method"] for r in raws} - set(spec.methods))
+    if table == base:
+        raws = [r for r in raws if r["method"] in spec.methods]
+    order = list(spec.methods) + extra_methods
+    raws.sort(
+        key=lambda r: (order.index(r["method"]), spec.settings.index(r["setting"]), r["seed"])
     )
     if not raws:
         raise FileNotFoundError(f"no finished runs of {table} at budget {budget} under {out_dir}")
@@ -351,10 +367,18 @@ def assemble_table(table: str, budget: str, out_dir: Path) -> dict:
         "rows": rows,
         "notes": list(spec.notes),
     }
+    if table != base:
+        from hsmlbench.registry import get_method
+
+        data["base_table"] = base
+        data["extra_methods"] = {
+            m: {"label": get_method(m).label or m, "baselines": list(spec.methods)}
+            for m in extra_methods
+        }
     from hsmlbench.figures import cluster_note, growth_note
 
     first_seed = [r for r in raws if r["seed"] == raws[0]["seed"]]
-    for note in (cluster_note(first_seed, table), growth_note(raws)):
+    for note in (cluster_note(first_seed, base), growth_note(raws)):
         if note:
             data["notes"].append(note)
     data["summary"] = summarize(data)
@@ -367,6 +391,16 @@ def write_table(table: str, budget: str, out_dir: Path) -> tuple[Path, Path]:
     write_json(json_path, data)
     write_text(md_path, render_markdown(data))
     return json_path, md_path
+
+
+def has_extra_methods(table: str, budget: str, out_dir: Path) -> bool:
+    """Whether ``table`` has runs of methods other than the paper's (then it also gets
+    ``<table>-extended``)."""
+    spec = TABLES[table]
+    return any(
+        json.loads(p.read_text()).get("method") not in spec.methods
+        for p in (Path(out_dir) / "runs" / table).glob(f"*-{budget}.json")
+    )
 
 
 def _grid_job(
@@ -521,9 +555,15 @@ def reproduce(
         raise ValueError(f"unknown executor {executor!r}; known: local, ray")
 
     for table, budget in dict.fromkeys((j.table, j.budget) for j in jobs):
-        try:
-            report.written += write_table(table, budget, out_dir)
-        except FileNotFoundError:
+        names = [table] + ([table + EXTENDED] if has_extra_methods(table, budget, out_dir) else [])
+        written = []
+        for name in names:
+            try:
+                written += write_table(name, budget, out_dir)
+            except FileNotFoundError:  # e.g. only a plugin's runs: no paper-only table
+                continue
+        report.written += written
+        if not written:
             log(f"{table} ({budget}): no finished job, no table written")
             continue
         try:

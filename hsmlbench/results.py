@@ -18,7 +18,13 @@ import torch
 from tabulate import tabulate
 
 from hsmlbench import statistics as st
-from hsmlbench.paper_reference import CLAIMS, METHOD_LABELS, PUBLISHED
+from hsmlbench.paper_reference import (
+    CLAIMS,
+    METHOD_LABELS,
+    PUBLISHED,
+    PUBLISHED_SECONDARY,
+    Claim,
+)
 
 SIGNIFICANCE = 0.05
 
@@ -99,7 +105,11 @@ def _cells(data: dict) -> list[dict]:
             "wall_time_s": [r.get("wall_time_s") for r in rows],
             "meta_step": meta_step_label([r.get("meta_step", "autograd") for r in rows]),
         }
-        published = PUBLISHED.get((data["table"], method, setting))
+        key = (data.get("base_table", data["table"]), method, setting)
+        published = PUBLISHED.get(key)
+        if published is None and key in PUBLISHED_SECONDARY:
+            published = PUBLISHED_SECONDARY[key]
+            cell["published_secondary"] = True
         if published is not None:
             agreement = st.agreement_with_published(mean, ci95, published.mean, published.ci95)
             cell.update(
@@ -122,39 +132,66 @@ def meta_step_label(paths: list[str]) -> str:
     return "mixed: " + ", ".join(f"{k} ×{kinds.count(k)}" for k in sorted(set(kinds)))
 
 
+def claim_families(data: dict) -> list[tuple[str, tuple[Claim, ...]]]:
+    """The table's families of claims, each Holm-corrected on its own: the paper's claims, then
+    one family per added method (that method better than each paper method, every setting)."""
+    base = data.get("base_table", data["table"])
+    families = [("paper", CLAIMS.get(base, ()))]
+    settings = list(dict.fromkeys(row["setting"] for row in data["rows"]))
+    for method, info in data.get("extra_methods", {}).items():
+        families.append(
+            (
+                method,
+                tuple(
+                    Claim(base, setting, method, baseline)
+                    for setting in settings
+                    for baseline in info["baselines"]
+                ),
+            )
+        )
+    return families
+
+
 def summarize(data: dict) -> dict:
-    """Cells, paired comparisons (Holm-corrected over the table) and the paper's claims."""
+    """Cells, paired comparisons (Holm-corrected within each family of claims) and claims."""
     cells = _cells(data)
     by_key = {(c["method"], c["setting"]): c for c in cells}
     lower_is_better = data.get("lower_is_better", True)
     alternative = "less" if lower_is_better else "greater"
     comparisons, missing = [], []
-    for claim in CLAIMS.get(data["table"], ()):
-        better, worse = (
-            by_key.get((claim.better, claim.setting)),
-            by_key.get((claim.worse, claim.setting)),
-        )
-        if better is None or worse is None:
-            missing.append(claim.text)
-            continue
-        test = st.paired_test(better["per_task"], worse["per_task"], alternative)
-        comparisons.append(
-            {
-                "claim": claim.text,
-                "setting": claim.setting,
-                "better": claim.better,
-                "worse": claim.worse,
-                "n": test.n,
-                "mean_difference": test.mean_difference,
-                "wilcoxon_p": test.wilcoxon_p,
-                "t_p": test.t_p,
-                "welch_p": st.welch_test(better["seed_means"], worse["seed_means"], alternative),
-            }
-        )
-    for name in ("wilcoxon_p", "t_p"):
-        adjusted = st.holm([c[name] for c in comparisons]) if comparisons else []
-        for comparison, p in zip(comparisons, adjusted):
-            comparison[name + "_holm"] = p
+    for family, claims in claim_families(data):
+        tested = []
+        for claim in claims:
+            better, worse = (
+                by_key.get((claim.better, claim.setting)),
+                by_key.get((claim.worse, claim.setting)),
+            )
+            if better is None or worse is None:
+                if family == "paper":
+                    missing.append(claim.text)
+                continue
+            test = st.paired_test(better["per_task"], worse["per_task"], alternative)
+            tested.append(
+                {
+                    "claim": claim.text,
+                    "family": family,
+                    "setting": claim.setting,
+                    "better": claim.better,
+                    "worse": claim.worse,
+                    "n": test.n,
+                    "mean_difference": test.mean_difference,
+                    "wilcoxon_p": test.wilcoxon_p,
+                    "t_p": test.t_p,
+                    "welch_p": st.welch_test(
+                        better["seed_means"], worse["seed_means"], alternative
+                    ),
+                }
+            )
+        for name in ("wilcoxon_p", "t_p"):
+            adjusted = st.holm([c[name] for c in tested]) if tested else []
+            for comparison, p in zip(tested, adjusted):
+                comparison[name + "_holm"] = p
+        comparisons += tested
     for c in comparisons:
         reversed_ = c["mean_difference"] > 0 if lower_is_better else c["mean_difference"] < 0
         if c["wilcoxon_p_holm"] < SIGNIFICANCE and c["t_p_holm"] < SIGNIFICANCE:
@@ -189,6 +226,134 @@ def _fmt_p(p: float) -> str:
     return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
 
 
+CELL_HEADERS = [
+    "method",
+    "setting",
+    "published",
+    "ours",
+    "ours − published",
+    "n tasks",
+    "seeds",
+    "across seeds (t 95%)",
+    "p (z-test vs published)",
+    "agreement",
+    "train time",
+    "meta-step",
+]
+CLAIM_HEADERS = [
+    "claim",
+    "mean difference",
+    "n",
+    "Wilcoxon p",
+    "Wilcoxon p (Holm)",
+    "paired t p",
+    "paired t p (Holm)",
+    "Welch p (seeds)",
+    "verdict",
+]
+
+
+def cell_table(data: dict, summary: dict) -> tuple[list[str], list[list]]:
+    """The published-vs-ours table as (headers, rows) of formatted strings: one model that
+    markdown and LaTeX both render."""
+    labels = METHOD_LABELS | {m: i["label"] for m, i in data.get("extra_methods", {}).items()}
+    rows = []
+    for cell in summary["cells"]:
+        published = _fmt(cell.get("published"), cell.get("published_ci95"))
+        rows.append(
+            [
+                labels.get(cell["method"], cell["method"]),
+                cell["setting"],
+                published + (" (secondary)" if cell.get("published_secondary") else ""),
+                _fmt(cell["mean"], cell["ci95"]),
+                _fmt(cell.get("difference")) if "difference" in cell else "—",
+                cell["n_tasks"],
+                len(cell["seeds"]),
+                _fmt(cell["seed_mean"], cell["seed_ci95"]) if len(cell["seeds"]) > 1 else "—",
+                _fmt_p(cell.get("agreement_p")),
+                cell.get("verdict", "—"),
+                _wall(cell["wall_time_s"]),
+                cell.get("meta_step", "autograd"),
+            ]
+        )
+    return CELL_HEADERS, rows
+
+
+def claims_table(summary: dict) -> tuple[list[str], list[list]]:
+    """The claims table as (headers, rows) of formatted strings."""
+    rows = [
+        [
+            c["claim"],
+            _fmt(c["mean_difference"]),
+            c["n"],
+            _fmt_p(c["wilcoxon_p"]),
+            _fmt_p(c["wilcoxon_p_holm"]),
+            _fmt_p(c["t_p"]),
+            _fmt_p(c["t_p_holm"]),
+            _fmt_p(c["welch_p"]),
+            c["verdict"],
+        ]
+        for c in summary["comparisons"]
+    ]
+    return CLAIM_HEADERS, rows
+
+
+def render_latex(data: dict) -> str:
+    """The table's two tables as LaTeX (booktabs), from the same model as the markdown: paste
+    into a paper with ``\\usepackage{booktabs}``. tabulate escapes $ _ & % and the like."""
+    summary = summarize(data)
+    budget = data["budget"]
+    seeds = sorted({r["seed"] for r in data["rows"]})
+    where = (
+        f"budget {budget['name']} ({budget['iterations']:,} iterations, "
+        f"{budget['n_test_tasks']:,} test tasks), seeds {', '.join(map(str, seeds))}"
+    )
+    parts = [f"% Generated by hsmlbench from {data['table']}.json; do not edit by hand."]
+    for caption, (headers, rows) in (
+        (f"{data['table']}: {data.get('title', '')}; {where}.", cell_table(data, summary)),
+        (
+            f"{data['table']}: the claims, one-sided paired tests on the same test tasks, "
+            "Holm-corrected within each family.",
+            claims_table(summary),
+        ),
+    ):
+        if not rows:
+            continue
+        body = tabulate(rows, headers, tablefmt="latex_booktabs", disable_numparse=True)
+        for symbol, math in _LATEX_MATH.items():  # after tabulate's escaping of $
+            body = body.replace(symbol, math)
+        parts += [
+            "\\begin{table}[t]",
+            "\\centering",
+            "\\small",
+            f"\\caption{{{_latex_caption(caption)}}}",
+            body,
+            "\\end{table}",
+        ]
+    return "\n".join(parts) + "\n"
+
+
+_LATEX_SPECIAL = {
+    "\\": "\\textbackslash{}",
+    "&": "\\&",
+    "%": "\\%",
+    "$": "\\$",
+    "#": "\\#",
+    "_": "\\_",
+    "{": "\\{",
+    "}": "\\}",
+    "~": "\\textasciitilde{}",
+    "^": "\\textasciicircum{}",
+}
+
+
+_LATEX_MATH = {"±": "$\\pm$", "−": "$-$", "×": "$\\times$", "<": "$<$", "√": "$\\surd$"}
+
+
+def _latex_caption(text: str) -> str:
+    return "".join(_LATEX_MATH.get(char) or _LATEX_SPECIAL.get(char, char) for char in text)
+
+
 def render_markdown(data: dict) -> str:
     """The table as GitHub markdown: published vs ours, tests, claims, provenance."""
     summary = summarize(data)
@@ -214,46 +379,9 @@ def render_markdown(data: dict) -> str:
     ]
     if not summary["cells"]:
         lines.append("No cell of this table has run at this budget: see the notes below.")
-    rows = []
-    for cell in summary["cells"]:
-        rows.append(
-            [
-                METHOD_LABELS.get(cell["method"], cell["method"]),
-                cell["setting"],
-                _fmt(cell.get("published"), cell.get("published_ci95")),
-                _fmt(cell["mean"], cell["ci95"]),
-                _fmt(cell.get("difference")) if "difference" in cell else "—",
-                cell["n_tasks"],
-                len(cell["seeds"]),
-                _fmt(cell["seed_mean"], cell["seed_ci95"]) if len(cell["seeds"]) > 1 else "—",
-                _fmt_p(cell.get("agreement_p")),
-                cell.get("verdict", "—"),
-                _wall(cell["wall_time_s"]),
-                cell.get("meta_step", "autograd"),
-            ]
-        )
+    headers, rows = cell_table(data, summary)
     lines.append(
-        ""
-        if not rows
-        else tabulate(
-            rows,
-            headers=[
-                "method",
-                "setting",
-                "published",
-                "ours",
-                "ours − published",
-                "n tasks",
-                "seeds",
-                "across seeds (t 95%)",
-                "p (z-test vs published)",
-                "agreement",
-                "train time",
-                "meta-step",
-            ],
-            tablefmt="github",
-            disable_numparse=True,  # keep our formatting (p-values, ± CIs)
-        )
+        "" if not rows else tabulate(rows, headers, tablefmt="github", disable_numparse=True)
     )
     lines += [
         "",
@@ -267,43 +395,22 @@ def render_markdown(data: dict) -> str:
         "",
     ]
     if summary["comparisons"]:
-        lines.append(
-            tabulate(
-                [
-                    [
-                        c["claim"],
-                        _fmt(c["mean_difference"]),
-                        c["n"],
-                        _fmt_p(c["wilcoxon_p"]),
-                        _fmt_p(c["wilcoxon_p_holm"]),
-                        _fmt_p(c["t_p"]),
-                        _fmt_p(c["t_p_holm"]),
-                        _fmt_p(c["welch_p"]),
-                        c["verdict"],
-                    ]
-                    for c in summary["comparisons"]
-                ],
-                headers=[
-                    "claim",
-                    "mean difference",
-                    "n",
-                    "Wilcoxon p",
-                    "Wilcoxon p (Holm)",
-                    "paired t p",
-                    "paired t p (Holm)",
-                    "Welch p (seeds)",
-                    "verdict",
-                ],
-                tablefmt="github",
-                disable_numparse=True,
-            )
-        )
+        headers, rows = claims_table(summary)
+        lines.append(tabulate(rows, headers, tablefmt="github", disable_numparse=True))
         lines += [
             "",
             "One-sided paired tests on the same test tasks, Holm-corrected over this table's "
             f"comparisons; 'supported' needs both adjusted p < {SIGNIFICANCE}. Welch's test on "
             "per-seed means needs at least two seeds.",
         ]
+        if data.get("extra_methods"):
+            lines += [
+                "",
+                "Rows of added methods: each is tested against every paper method in its own "
+                "Holm family, so the paper's claims keep the p-values of the paper's table. "
+                "'(secondary)': a value the paper reports for that method, recalled from its "
+                "full table (not the poster) and not verified against the PDF.",
+            ]
     if summary["claims_not_testable"]:
         lines += ["", "Not testable in this run (a method was not run):", ""]
         lines += [f"- {text}" for text in summary["claims_not_testable"]]

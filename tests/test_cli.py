@@ -14,7 +14,7 @@ ROW_FIELDS = {"method", "setting", "seed", "n_tasks", "mean", "ci95", "per_task"
     "argv, message",
     [
         (["reproduce", "--tables", "T9", "--budget", "smoke"], "unknown table 'T9'"),
-        (["reproduce", "--methods", "reptile", "--budget", "smoke"], "no method 'reptile'"),
+        (["reproduce", "--methods", "reptile", "--budget", "smoke"], "unknown method 'reptile'"),
         (["reproduce", "--budget", "huge"], "unknown budget 'huge'"),
         (["reproduce", "--budget", "smoke", "--seeds", "0"], "at least 1"),
         (["report", "does-not-exist.json"], "no results file"),

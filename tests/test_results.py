@@ -83,3 +83,21 @@ def test_a_cell_names_the_meta_step_of_its_seeds_and_never_hides_a_mix():
     assert meta_step_label(["fast, compiled", "fast, eager (HSMLBENCH_COMPILE=0)"]) == "fast"
     assert meta_step_label(["autograd", "autograd"]) == "autograd"
     assert meta_step_label(["fast, compiled", "autograd"]) == "mixed: autograd ×1, fast ×1"
+
+
+def test_latex_renders_the_same_tables_for_a_paper(tmp_path):
+    from hsmlbench.cli import main
+    from hsmlbench.results import cell_table, render_latex, summarize
+
+    data = load_table(DATA / "T1_fixture.json")
+    tex = render_latex(data)
+    assert tex.count("\\begin{tabular}") == 2 and tex.count("\\toprule") == 2
+    assert "±" not in tex and "−" not in tex and "$\\pm$" in tex
+    assert "95\\% CI" in tex  # the caption's % is escaped
+    _, rows = cell_table(data, summarize(data))
+    for row in rows:  # every cell of the markdown table is in the LaTeX one
+        assert f" {row[0]} " in tex and row[3].replace("±", "$\\pm$") in tex
+    path = tmp_path / "T1.json"
+    path.write_text((DATA / "T1_fixture.json").read_text())
+    assert main(["report", str(path), "--format", "latex"]) == 0
+    assert (tmp_path / "T1.tex").read_text() == tex

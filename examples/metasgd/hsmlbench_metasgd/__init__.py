@@ -1,0 +1,49 @@
+"""Meta-SGD (Li, Zhou, Chen, Li 2017, arXiv 1707.09835) as an hsmlbench plugin.
+
+MAML with one learned inner learning rate per base-learner parameter: the inner step is
+θ ← θ − α ∘ ∇L_support(θ), and α is meta-learned with θ0 by the same Adam. Everything else
+(tasks, base learner, inner loop, meta-loss, evaluation, statistics) is hsmlbench's: the
+method only says what a task starts from (``TaskContext``), so both meta-step paths (fast and
+autograd) serve it unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from hsmlbench.base_learners import MLP_SIZES, init_mlp
+from hsmlbench.meta_learner import MetaLearner, TaskContext
+from hsmlbench.registry import register_method
+
+
+@dataclass(frozen=True)
+class MetaSGDSettings:
+    """``alpha_init``: every α starts at the protocol's inner learning rate (docs/PROTOCOL.md
+    §3 "Meta-training"), so the first meta-iteration is MAML's."""
+
+    alpha_init: float = 0.001
+
+
+class MetaSGD(MetaLearner):
+    def __init__(self, settings: MetaSGDSettings, inner_lr: float, second_order: bool = True):
+        super().__init__(inner_lr, second_order)
+        self.theta0 = nn.ParameterList(nn.Parameter(t) for t in init_mlp(MLP_SIZES))
+        self.alpha = nn.ParameterList(
+            nn.Parameter(torch.full_like(t, settings.alpha_init)) for t in self.theta0
+        )
+
+    def task_context(self, batch) -> TaskContext:
+        n = batch.n_tasks
+        return TaskContext(
+            init_params=tuple(p.expand(n, *p.shape) for p in self.theta0),
+            inner_lrs=tuple(self.alpha),
+        )
+
+
+@register_method("metasgd", settings=MetaSGDSettings, label="Meta-SGD")
+def build_metasgd(config) -> MetaSGD:
+    settings = MetaSGDSettings(**(config.plugin_settings or {}))
+    return MetaSGD(settings, config.inner_lr, config.second_order)
