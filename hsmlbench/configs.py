@@ -45,6 +45,11 @@ class HSMLSettings:
     sigma: float = 2.0  # divides ‖h − c‖² as 2σ (the authors' code), docs/PROTOCOL.md §3 step 2
     reconstruction_weight: float = 0.01  # ξ
     level2: str = "code"  # "code": assignment by a linear map; "centres": the paper's text
+    # "authors": the initializations of the authors' code (Glorot tree biases; Glorot GRU
+    # kernels, gate bias 1.0; decoder projection N(0, 1) truncated, bias 0.1), docs/PROTOCOL.md
+    # §3 "HSML" steps 1-2. "torch": torch's defaults and zero tree biases (this project's
+    # earlier runs; an ablation row).
+    init: str = "authors"
 
 
 @dataclass(frozen=True)

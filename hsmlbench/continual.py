@@ -17,7 +17,7 @@ from torch import nn
 
 from hsmlbench.base_learners import glorot_uniform_
 from hsmlbench.configs import ContinualSettings, HSMLSettings
-from hsmlbench.hsml import HSML, ClusterTree
+from hsmlbench.hsml import HSML, ClusterTree, tree_bias_init
 
 
 def should_grow(
@@ -47,15 +47,15 @@ class GrowableClusterTree(ClusterTree):
             self.add_cluster()
 
     def add_cluster(self) -> list[nn.Parameter]:
-        """Appends one cluster: Glorot-uniform centre and transform, zero bias
-        (docs/PROTOCOL.md §3 "Continual adaptation")."""
+        """Appends one cluster: Glorot-uniform centre and transform, bias as the tree's
+        ``bias_init`` (docs/PROTOCOL.md §3 "Continual adaptation")."""
         k, dim = len(self.centres_k) + 1, self.dim
         like = self.centres_k[0] if len(self.centres_k) else None
         kwargs = {} if like is None else {"dtype": like.dtype, "device": like.device}
         new = [
             nn.Parameter(glorot_uniform_(torch.empty(dim, **kwargs), k, dim)),
             nn.Parameter(glorot_uniform_(torch.empty(dim, dim, **kwargs), dim, dim)),
-            nn.Parameter(torch.zeros(dim, **kwargs)),
+            nn.Parameter(self.new_bias(dim, **kwargs)),
         ]
         self.centres_k.append(new[0])
         self.w1_k.append(new[1])
@@ -114,7 +114,11 @@ class ContinualHSML(GrowingFirstLevel, HSML):
         second_order: bool = True,
     ) -> None:
         tree = GrowableClusterTree(
-            settings.hidden, settings.clusters, settings.sigma, settings.level2
+            settings.hidden,
+            settings.clusters,
+            settings.sigma,
+            settings.level2,
+            tree_bias_init(settings),
         )
         super().__init__(settings, inner_lr, second_order, tree=tree)
         self.rule = rule

@@ -138,7 +138,8 @@ def plot_clusters(raws: list[dict], table: str, budget: str, path: Path) -> Path
                 axes[row, col],
                 matrix,
                 families,
-                f"{METHOD_LABELS.get(raw['method'], raw['method'])} {raw['setting']}: {level} assignment",
+                f"{METHOD_LABELS.get(raw['method'], raw['method'])} {raw['setting']}: {level} assignment"
+                + _nmi_suffix(raw, level),
             )
     fig.suptitle(f"{table}: mean soft cluster assignment per task family (budget {budget})")
     path = _save(fig, path)
@@ -232,6 +233,37 @@ def growth_note(raws: list[dict]) -> str | None:
         return "HSML-D added no cluster in this run (the window loss never rose above μ times the previous window's)."
     return "Cluster growth (`figures/T2_growth.png`):\n\n" + "\n".join(
         f"- {line}" for line in lines
+    )
+
+
+def _nmi_suffix(raw: dict, level: str) -> str:
+    structure = raw.get("cluster_structure")
+    return f" (NMI {structure['nmi']:.2f})" if structure and level == "level1" else ""
+
+
+def cluster_structure_note(raws: list[dict]) -> str | None:
+    """Per seed: how well the level-1 clusters separate the task families (NMI, top weights)."""
+    lines = []
+    for raw in raws:
+        structure = raw.get("cluster_structure")
+        if not structure:
+            continue
+        weights = ", ".join(
+            f"{family} {weight:.2f} (cluster {structure['top_cluster'][family]})"
+            for family, weight in structure["top_weight"].items()
+        )
+        label = METHOD_LABELS.get(raw["method"], raw["method"])
+        lines.append(
+            f"- {label} {raw['setting']}, seed {raw['seed']}: NMI {structure['nmi']:.3f}; "
+            f"mean top weight per family: {weights}"
+        )
+    if not lines:
+        return None
+    return (
+        "Cluster structure over the test tasks: normalized mutual information between a "
+        "task's family and its most weighted level-1 cluster (1: each family has clusters of "
+        "its own; 0: the cluster says nothing about the family), and per family the largest "
+        "weight of its mean level-1 assignment (1/K: no preference).\n\n" + "\n".join(lines)
     )
 
 

@@ -21,8 +21,21 @@ class ClusterTree(nn.Module):
     """Soft assignment to learned centres and the 2-level tree to a root
     (docs/PROTOCOL.md §3 step 2)."""
 
-    def __init__(self, dim: int, clusters: tuple[int, ...], sigma: float, level2: str) -> None:
+    def __init__(
+        self,
+        dim: int,
+        clusters: tuple[int, ...],
+        sigma: float,
+        level2: str,
+        bias_init: str = "glorot",
+    ) -> None:
+        """``bias_init``: "glorot" (the authors' code: every tree variable, biases included,
+        from the framework's default Glorot-uniform, docs/PROTOCOL.md §3 "HSML" step 2) or
+        "zeros" (torch's habit, this project's earlier choice)."""
         super().__init__()
+        if bias_init not in ("glorot", "zeros"):
+            raise ValueError(f"bias_init={bias_init!r}: choose 'glorot' (authors) or 'zeros'")
+        self.bias_init = bias_init
         if len(clusters) != 2:
             raise ValueError(f"clusters={clusters}: the tree has exactly two levels below the root")
         if level2 not in ("code", "centres"):
@@ -34,16 +47,24 @@ class ClusterTree(nn.Module):
         self._init_level1(k1, dim)
         # level 2: assignment logits (code) or level-2 centres (paper text)
         self.w2 = nn.Parameter(glorot_uniform_(torch.empty(dim, k2), dim, k2))
-        self.b2 = nn.Parameter(torch.zeros(k2))
+        self.b2 = nn.Parameter(self.new_bias(k2))
         self.u = nn.Parameter(glorot_uniform_(torch.empty(k2, dim, dim), dim, dim))
-        self.ub = nn.Parameter(torch.zeros(k2, dim))
+        self.ub = nn.Parameter(self.new_bias(k2, dim))
         self.r = nn.Parameter(glorot_uniform_(torch.empty(dim, dim), dim, dim))
-        self.rb = nn.Parameter(torch.zeros(dim))
+        self.rb = nn.Parameter(self.new_bias(dim))
+
+    def new_bias(self, *shape: int, **kwargs) -> torch.Tensor:
+        """Zeros, or one Glorot-uniform bias vector per row: TensorFlow's rule for a vector of
+        length n (fan_in = fan_out = n) gives U(±√(3/n))."""
+        bias = torch.zeros(*shape, **kwargs)
+        if self.bias_init == "glorot":
+            glorot_uniform_(bias, shape[-1], shape[-1])
+        return bias
 
     def _init_level1(self, k1: int, dim: int) -> None:
         self.centres = nn.Parameter(glorot_uniform_(torch.empty(k1, dim), k1, dim))
         self.w1 = nn.Parameter(glorot_uniform_(torch.empty(k1, dim, dim), dim, dim))
-        self.b1 = nn.Parameter(torch.zeros(k1, dim))
+        self.b1 = nn.Parameter(self.new_bias(k1, dim))
 
     def level1(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Level-1 centres [K1, d], transforms [K1, d, d] and biases [K1, d]."""
@@ -76,6 +97,16 @@ class ClusterTree(nn.Module):
         return p, q, root
 
 
+INITS = ("authors", "torch")
+
+
+def tree_bias_init(settings) -> str:
+    """The tree's bias initialization for ``settings.init`` (checked here, once)."""
+    if settings.init not in INITS:
+        raise ValueError(f"init={settings.init!r}: choose 'authors' or 'torch'")
+    return "glorot" if settings.init == "authors" else "zeros"
+
+
 class HSML(MetaLearner):
     """Hierarchically structured meta-learning on the regression base learner."""
 
@@ -97,7 +128,11 @@ class HSML(MetaLearner):
         d = settings.hidden
         self.theta0 = nn.Parameter(torch.cat([t.flatten() for t in init_mlp(sizes)]))
         self.encoder = GRUAutoencoder(2, settings.pair_embedding, d)
-        self.tree = tree or ClusterTree(d, settings.clusters, settings.sigma, settings.level2)
+        if settings.init == "authors":
+            self.encoder.reset_parameters_like_authors()
+        self.tree = tree or ClusterTree(
+            d, settings.clusters, settings.sigma, settings.level2, tree_bias_init(settings)
+        )
         gate_weight = torch.empty(2 * d, sum(self.numels))
         for segment in gate_weight.split(self.numels, dim=1):
             glorot_uniform_(segment, 2 * d, segment.shape[1])

@@ -62,6 +62,13 @@ class MetaLearner(nn.Module):
         self._compiled_explicit_meta_loss.allowed = allowed
 
     @property
+    def meta_step_called(self) -> bool:
+        """Whether this process has computed a meta-step yet."""
+        return self.meta_step == "autograd" or self._compiled_explicit_meta_loss.state != (
+            "not called yet"
+        )
+
+    @property
     def meta_step_implementation(self) -> str:
         """What computed the meta-step: "autograd", "fast, compiled" or "fast, eager (why)"."""
         if self.meta_step == "autograd":

@@ -29,6 +29,7 @@ from hsmlbench.configs import BUDGETS, TABLES, run_config
 from hsmlbench.evaluation import adapted_predictions, evaluate, evaluation_tasks
 from hsmlbench.progress import _format_seconds
 from hsmlbench.results import environment_info, render_markdown, summarize
+from hsmlbench.statistics import cluster_structure
 from hsmlbench.tasks import FAMILIES
 from hsmlbench.training import CHECKPOINT, train
 
@@ -290,6 +291,15 @@ def run_job(
         },
         "task_family": result.family.tolist(),
         "mean_assignments_by_family": assignments,
+        **(
+            {
+                "cluster_structure": cluster_structure(
+                    result.assignments["level1"], result.family, FAMILIES
+                )
+            }
+            if "level1" in result.assignments
+            else {}
+        ),
         "fits": _fit_examples(trained.model, config),
         "iterations": config.budget.iterations,
         "wall_time_s": trained.wall_time_s,
@@ -375,10 +385,14 @@ def assemble_table(table: str, budget: str, out_dir: Path) -> dict:
             m: {"label": get_method(m).label or m, "baselines": list(spec.methods)}
             for m in extra_methods
         }
-    from hsmlbench.figures import cluster_note, growth_note
+    from hsmlbench.figures import cluster_note, cluster_structure_note, growth_note
 
     first_seed = [r for r in raws if r["seed"] == raws[0]["seed"]]
-    for note in (cluster_note(first_seed, base), growth_note(raws)):
+    for note in (
+        cluster_note(first_seed, base),
+        cluster_structure_note(raws),
+        growth_note(raws),
+    ):
         if note:
             data["notes"].append(note)
     data["summary"] = summarize(data)

@@ -107,3 +107,37 @@ def agreement_with_published(
         return Agreement(diff, math.inf if diff else 0.0, 0.0 if diff else 1.0)
     z = diff / se
     return Agreement(diff, z, float(2 * stats.norm.sf(abs(z))))
+
+
+def cluster_structure(level1: np.ndarray, family: np.ndarray, families: tuple[str, ...]) -> dict:
+    """How well HSML's level-1 clusters separate the task families, over the test tasks.
+
+    ``level1`` [T, K]: each task's soft assignment; ``family`` [T]: its family index.
+    - ``nmi``: normalized mutual information between the family and the task's most weighted
+      cluster, I(F; C) / ((H(F) + H(C)) / 2): 1 when each family has clusters of its own, 0
+      when the cluster says nothing about the family (sklearn's default normalization).
+    - ``top_weight``: per family, the largest entry of its mean assignment (1/K: no preference).
+    - ``top_cluster``: per family, that cluster (1-based, as the figures number them).
+    """
+    level1, family = np.asarray(level1, dtype=float), np.asarray(family)
+    cluster = level1.argmax(axis=1)
+    joint = np.zeros((int(family.max()) + 1, level1.shape[1]))
+    np.add.at(joint, (family, cluster), 1.0)
+    joint /= joint.sum()
+    p_family, p_cluster = joint.sum(1), joint.sum(0)
+
+    def entropy(p: np.ndarray) -> float:
+        p = p[p > 0]
+        return float(-(p * np.log(p)).sum())
+
+    nz = joint > 0
+    mutual = float((joint[nz] * np.log(joint[nz] / np.outer(p_family, p_cluster)[nz])).sum())
+    denominator = (entropy(p_family) + entropy(p_cluster)) / 2
+    nmi = mutual / denominator if denominator > 0 else 1.0
+    top_weight, top_cluster = {}, {}
+    for index, name in enumerate(families):
+        rows = level1[family == index]
+        if len(rows):
+            mean = rows.mean(axis=0)
+            top_weight[name], top_cluster[name] = float(mean.max()), int(mean.argmax()) + 1
+    return {"nmi": max(0.0, min(1.0, nmi)), "top_weight": top_weight, "top_cluster": top_cluster}

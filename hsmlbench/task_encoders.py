@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hsmlbench.base_learners import glorot_uniform_
+
 
 def gru_cell(
     x: torch.Tensor,
@@ -121,6 +123,38 @@ class GRUAutoencoder(nn.Module):
         self.encoder = Recurrent("gru", embedding, hidden)
         self.decoder = nn.GRUCell(embedding, hidden)
         self.project = nn.Linear(hidden, embedding)
+
+    def reset_parameters_like_authors(self) -> None:
+        """The initializations of the HSML authors' TensorFlow code (docs/PROTOCOL.md §3 "HSML"
+        step 1): Glorot-uniform dense and GRU kernels (TF1's GRUCell: one joint kernel for the
+        reset and update gates, fan_in = in + H, fan_out = 2H; one for the candidate, fan_out =
+        H), gate bias 1.0 and candidate bias 0 (torch's two GRU biases add up: the input-side
+        one carries it, the hidden-side one is 0), zero dense biases, and the decoder's output
+        projection from a normal with std 1.0 truncated at 2 std, bias 0.1."""
+        with torch.no_grad():
+            if isinstance(self.embed, nn.Linear):  # images feed features directly (Identity)
+                glorot_uniform_(self.embed.weight, self.embed.in_features, self.embed.out_features)
+                self.embed.bias.zero_()
+            cells = [
+                (self.encoder.weight_ih_l0, self.encoder.weight_hh_l0),
+                (self.encoder.bias_ih_l0, self.encoder.bias_hh_l0),
+                (self.decoder.weight_ih, self.decoder.weight_hh),
+                (self.decoder.bias_ih, self.decoder.bias_hh),
+            ]
+            for w_ih, w_hh in cells[0::2]:
+                hidden, inputs = w_hh.shape[1], w_ih.shape[1]
+                for rows, fan_out in (
+                    (slice(0, 2 * hidden), 2 * hidden),
+                    (slice(2 * hidden, None), hidden),
+                ):
+                    glorot_uniform_(w_ih[rows], inputs + hidden, fan_out)
+                    glorot_uniform_(w_hh[rows], inputs + hidden, fan_out)
+            for b_ih, b_hh in cells[1::2]:
+                hidden = b_hh.shape[0] // 3
+                b_ih.zero_()[: 2 * hidden] = 1.0
+                b_hh.zero_()
+            nn.init.trunc_normal_(self.project.weight, std=1.0, a=-2.0, b=2.0)
+            self.project.bias.fill_(0.1)
 
     def forward(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """items [T, K, item_features] → (task vector [T, hidden], reconstruction MSE scalar)."""

@@ -124,6 +124,7 @@ def train(
     query_losses: list[float] = []
     events: list[dict] = []
     start, elapsed_before = 0, 0.0
+    previous_meta_step = None  # what computed the iterations before a resume
     checkpoint = Path(run_dir) / CHECKPOINT if run_dir is not None else None
 
     if resume:
@@ -134,6 +135,7 @@ def train(
         torch.set_rng_state(state["torch_rng"])
         start, losses, query_losses = state["iteration"], state["losses"], state["query_losses"]
         events, elapsed_before = state.get("events", []), state.get("wall_time_s", 0.0)
+        previous_meta_step = state.get("meta_step")
 
     total = config.budget.iterations
     end = total if stop_after is None else min(total, stop_after)
@@ -152,6 +154,7 @@ def train(
             "losses": losses,
             "query_losses": query_losses,
             "events": events,
+            "meta_step": meta_step_record(model, previous_meta_step),
             "growth": model.growth_state() if hasattr(model, "growth_state") else {},
             "wall_time_s": elapsed_before + time.perf_counter() - t0,
         }
@@ -193,4 +196,15 @@ def train(
             _save_checkpoint(checkpoint, snapshot(done))
     bar.close(end, losses[-1] if losses else float("nan"))
     wall = elapsed_before + time.perf_counter() - t0
-    return TrainResult(model, losses, query_losses, wall, events, model.meta_step_implementation)
+    return TrainResult(
+        model, losses, query_losses, wall, events, meta_step_record(model, previous_meta_step)
+    )
+
+
+def meta_step_record(model: MetaLearner, before_resume: str | None) -> str:
+    """What computed this run's meta-steps, across resumes: a process that resumed a finished
+    checkpoint ran none, and one whose compiler failed after a resume ran another way."""
+    now = model.meta_step_implementation if model.meta_step_called else None
+    if before_resume is None or now in (None, before_resume):
+        return now or before_resume or model.meta_step_implementation
+    return f"{before_resume}; after resuming: {now}"

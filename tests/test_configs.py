@@ -27,3 +27,12 @@ def test_budget_description_is_a_label_not_part_of_the_run(config):
     assert not config.matches(longer)
     other_budget = dataclasses.replace(config.budget, n_test_tasks=7)
     assert not dataclasses.replace(config, budget=other_budget).matches(stored)
+
+
+def test_image_mumomaml_takes_its_authors_classification_limits():
+    """docs/PROTOCOL.md §4 "MUMOMAML image encoder": clamp ±20, no outer clip."""
+    config = image_run_config("T3", "mumomaml", "1-shot", "paper")
+    assert config.mumomaml.inner_grad_clamp == 20.0
+    assert config.outer_grad_clip is None
+    regression = run_config("T1", "mumomaml", "5-shot", "paper")  # its regression code: ±10, 2.0
+    assert (regression.mumomaml.inner_grad_clamp, regression.outer_grad_clip) == (10.0, 2.0)

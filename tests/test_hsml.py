@@ -124,3 +124,61 @@ def test_assignments_are_exposed_per_task():
     assert ctx.assignments["level2"].shape == (6, 2)
     torch.testing.assert_close(ctx.assignments["level2"].sum(-1), torch.ones(6))
     assert math.isclose(model.gate_weight.shape[1], 1761)
+
+
+def _uniform_with_bound(t, bound):
+    """All values within ±bound, spread like U(−bound, bound) (std bound/√3, within 10 %)."""
+    t = t.detach().flatten()
+    assert t.abs().max() <= bound + 1e-7
+    assert abs(t.std().item() - bound / math.sqrt(3)) < 0.1 * bound / math.sqrt(3)
+
+
+def test_authors_initialization_gives_the_distributions_of_their_code():
+    from hsmlbench.configs import ContinualSettings
+    from hsmlbench.continual import ContinualHSML
+
+    torch.manual_seed(0)
+    settings = HSMLSettings()
+    assert settings.init == "authors"  # the default (docs/PROTOCOL.md §3 "HSML")
+    model = HSML(settings, inner_lr=0.001)
+    e, d, h = settings.pair_embedding, settings.hidden, settings.hidden
+    enc = model.encoder
+    _uniform_with_bound(enc.embed.weight, math.sqrt(6 / (2 + e)))
+    assert torch.equal(enc.embed.bias, torch.zeros(e))
+    for w_ih, w_hh, b_ih, b_hh in (
+        (enc.encoder.weight_ih_l0, enc.encoder.weight_hh_l0, enc.encoder.bias_ih_l0, enc.encoder.bias_hh_l0),
+        (enc.decoder.weight_ih, enc.decoder.weight_hh, enc.decoder.bias_ih, enc.decoder.bias_hh),
+    ):  # fmt: skip
+        gates, candidate = slice(0, 2 * h), slice(2 * h, None)
+        # TF1 GRUCell: one Glorot kernel [in + H, 2H] for the gates, one [in + H, H]
+        _uniform_with_bound(torch.cat([w_ih[gates], w_hh[gates]], 1), math.sqrt(6 / (e + 3 * h)))
+        _uniform_with_bound(
+            torch.cat([w_ih[candidate], w_hh[candidate]], 1), math.sqrt(6 / (e + 2 * h))
+        )
+        assert torch.equal(b_ih[gates], torch.ones(2 * h))  # gate bias 1.0
+        assert torch.equal(b_ih[candidate], torch.zeros(h)) and torch.equal(
+            b_hh, torch.zeros(3 * h)
+        )
+    projection = enc.project.weight.detach()
+    assert projection.abs().max() <= 2.0  # truncated at 2 std
+    assert abs(projection.std().item() - 0.8796) < 0.1  # std of N(0, 1) truncated at ±2
+    assert torch.equal(enc.project.bias.detach(), torch.full((e,), 0.1))
+    tree = model.tree
+    for bias in (tree.b1, tree.ub, tree.rb):  # one Glorot vector of length d per row
+        _uniform_with_bound(bias, math.sqrt(3 / d))
+    assert tree.b2.abs().max() <= math.sqrt(3 / tree.b2.numel()) and tree.b2.abs().min() > 0
+    # a cluster added by HSML-D starts the same way
+    grown = ContinualHSML(HSMLSettings(clusters=(2, 2)), ContinualSettings(grow=True), 0.001)
+    _, _, new_bias = grown.add_cluster()
+    _uniform_with_bound(new_bias, math.sqrt(3 / d))
+
+
+def test_torch_initialization_is_this_projects_earlier_one():
+    torch.manual_seed(0)
+    model = HSML(HSMLSettings(init="torch"), inner_lr=0.001)
+    for bias in (model.tree.b1, model.tree.b2, model.tree.ub, model.tree.rb):
+        assert torch.equal(bias, torch.zeros_like(bias))
+    hidden = HSMLSettings().hidden
+    _uniform_with_bound(model.encoder.encoder.bias_ih_l0, 1 / math.sqrt(hidden))  # torch's GRU
+    with pytest.raises(ValueError, match="init='tf': choose 'authors' or 'torch'"):
+        HSML(HSMLSettings(init="tf"), inner_lr=0.001)

@@ -259,3 +259,14 @@ def test_compiled_fast_meta_gradient_equals_autograd(monkeypatch):
     assert model.meta_step_implementation == "fast, compiled"
     for name, reference in grads_a.items():
         torch.testing.assert_close(grads_f[name], reference, rtol=1e-10, atol=1e-13, msg=name)
+
+
+def test_a_run_resumed_at_its_end_records_what_trained_it(tmp_path):
+    """A grid killed after a job's last checkpoint resumes it with no iteration left."""
+    config = dataclasses.replace(
+        run_config("T1", "maml", "5-shot", "smoke", meta_step="fast"), budget=BUDGET
+    )
+    full = train(config, seed=0, run_dir=tmp_path, progress=False)
+    assert full.meta_step == "fast, eager (run too short to repay compiling)"
+    resumed = train(config, seed=0, run_dir=tmp_path, resume=True, progress=False)
+    assert resumed.losses == full.losses and resumed.meta_step == full.meta_step

@@ -68,3 +68,24 @@ def test_welch_matches_scipy_and_needs_two_seeds():
         stats.ttest_ind(a, b, equal_var=False, alternative="less").pvalue
     )
     assert math.isnan(st.welch_test([1.0], b))
+
+
+def test_cluster_structure_on_hand_made_assignments():
+    from hsmlbench.statistics import cluster_structure
+
+    families = ("a", "b", "c", "d")
+    family = np.repeat(np.arange(4), 50)
+    separated = np.eye(4)[family] * 0.9 + 0.025  # each family its own cluster
+    result = cluster_structure(separated, family, families)
+    assert result["nmi"] == pytest.approx(1.0)
+    assert result["top_weight"]["c"] == pytest.approx(0.925)
+    assert result["top_cluster"] == {"a": 1, "b": 2, "c": 3, "d": 4}
+    merged = np.tile([0.7, 0.1, 0.1, 0.1], (200, 1))  # one cluster for everything
+    assert cluster_structure(merged, family, families)["nmi"] == pytest.approx(0.0)
+    rng = np.random.default_rng(0)  # assignments independent of the family
+    noise = rng.dirichlet(np.ones(4), size=20_000)
+    unrelated = cluster_structure(noise, rng.integers(0, 4, 20_000), families)
+    assert unrelated["nmi"] < 0.001
+    assert all(abs(w - 0.25) < 0.02 for w in unrelated["top_weight"].values())
+    two = np.eye(4)[family // 2 * 2]  # families paired into two clusters: log 2 of log 4
+    assert cluster_structure(two, family, families)["nmi"] == pytest.approx(2 / 3)

@@ -34,17 +34,19 @@ class ImageHSMLSettings:
     sigma: float = 10.0
     reconstruction_weight: float = 0.01  # ξ (the authors' --emb_loss_weight=0.01)
     level2: str = "code"
+    init: str = "authors"  # as HSMLSettings.init (docs/PROTOCOL.md §3 "HSML" steps 1-2)
 
 
 @dataclass(frozen=True)
 class ImageMUMOMAMLSettings:
-    """MUMOMAML's image encoder with the gradient limits of its authors' regression code
-    (docs/PROTOCOL.md §4 "MUMOMAML image encoder", §3 "MUMOMAML")."""
+    """MUMOMAML's image encoder with the gradient limits of its authors' classification code:
+    inner-gradient clamp ±20, no outer clip (docs/PROTOCOL.md §4 "MUMOMAML image encoder";
+    the earlier ±10 / 2.0 were their regression code's, §3 "MUMOMAML")."""
 
     encoder_channels: tuple[int, ...] = (32, 64, 128, 256)
     embedding: int = 128
-    inner_grad_clamp: float = 10.0
-    outer_grad_clip: float = 2.0
+    inner_grad_clamp: float = 20.0
+    outer_grad_clip: float | None = None
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from torch import nn
 
 from hsmlbench.base_learners import Params, glorot_uniform_
 from hsmlbench.continual import GrowableClusterTree, GrowingFirstLevel
-from hsmlbench.hsml import ClusterTree
+from hsmlbench.hsml import ClusterTree, tree_bias_init
 from hsmlbench.images.base_learner import ConvLearner, accuracy_percent, cross_entropy_sum_over_k
 from hsmlbench.images.configs import ImageRunConfig
 from hsmlbench.images.encoders import ImageTaskRepresentation, MUMOMAMLImageEncoder
@@ -143,8 +143,12 @@ class ImageHSML(GrowingFirstLevel, ImageMetaLearner):
         self.representation = ImageTaskRepresentation(
             image_size, learner.n_way, d, settings.features, settings.feature_filters
         )
+        if settings.init == "authors":
+            self.representation.autoencoder.reset_parameters_like_authors()
         tree_class = GrowableClusterTree if growable else ClusterTree
-        self.tree = tree_class(d, settings.clusters, settings.sigma, settings.level2)
+        self.tree = tree_class(
+            d, settings.clusters, settings.sigma, settings.level2, tree_bias_init(settings)
+        )
         self.init_growth(settings.clusters[0])
         # one Glorot-uniform gate map per base tensor, zero bias (as HSML's regression gates)
         gate_weight = torch.empty(2 * d, sum(self.numels))
