@@ -60,6 +60,10 @@ class MUMOMAMLSettings:
     lstm_layers: int = 2
     inner_grad_clamp: float = 10.0  # element-wise clamp of inner-loop gradients
     outer_grad_clip: float = 2.0  # global norm clip of the meta-gradient
+    # How the task embedding modulates each hidden layer (docs/PROTOCOL.md §3 "MUMOMAML"):
+    # "affine": a·(1 + γ) + β, unbounded, Vuorio et al.'s FiLM (the default); "gamma_only":
+    # a·(1 + γ); "sigmoid_gate": a·σ(γ), which like HSML's gates can only shrink (ablations).
+    modulation: str = "affine"
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,12 @@ class RunConfig:
     meta_batch: int = 25
     outer_lr: float = 0.001  # Adam
     outer_grad_clip: float | None = None
+    # The MUMOMAML authors' code clips the embedding network's and the model's gradients each
+    # to the norm ("separate"); "joint" (the default, None) clips them as one vector.
+    outer_clip_groups: str | None = None
+    # An inner-gradient clamp for any method (ablations: MAML or HSML with MUMOMAML's ±10);
+    # None: the method's own (MUMOMAML's settings), else none.
+    inner_grad_clamp: float | None = None
     quadratic_form: str = "standard"  # docs/PROTOCOL.md §3: T1 standard, T2 vertex
     continual: ContinualSettings | None = None  # None: all families from the start
     hsml: HSMLSettings | None = None

@@ -13,6 +13,8 @@ def build_model(config: RunConfig) -> MetaLearner:
     on the config's meta-step path."""
     model = get_method(config.method).factory(config)
     model.meta_step = config.meta_step
+    if getattr(config, "inner_grad_clamp", None) is not None:  # an ablation's override
+        model.inner_grad_clamp = config.inner_grad_clamp
     return model
 
 

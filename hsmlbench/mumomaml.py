@@ -15,6 +15,21 @@ from hsmlbench.meta_learner import MetaLearner, TaskContext
 from hsmlbench.task_encoders import BiLSTMEncoder
 from hsmlbench.tasks import TaskBatch
 
+MODULATIONS = ("affine", "gamma_only", "sigmoid_gate")
+
+
+def modulate(
+    gamma: torch.Tensor, beta: torch.Tensor, modulation: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (γ, β) the base learner applies as a·(1 + γ) + β, for each ``modulation``:
+    "affine" as the heads give them; "gamma_only" drops β; "sigmoid_gate" scales by σ(γ) in
+    (0, 1), i.e. passes σ(γ) − 1 with β = 0."""
+    if modulation == "affine":
+        return gamma, beta
+    if modulation == "gamma_only":
+        return gamma, torch.zeros_like(beta)
+    return torch.sigmoid(gamma) - 1.0, torch.zeros_like(beta)
+
 
 class MUMOMAML(MetaLearner):
     def __init__(
@@ -25,6 +40,11 @@ class MUMOMAML(MetaLearner):
         sizes: tuple[int, ...] = MLP_SIZES,
     ) -> None:
         super().__init__(inner_lr, second_order, inner_grad_clamp=settings.inner_grad_clamp)
+        if settings.modulation not in MODULATIONS:
+            raise ValueError(
+                f"modulation={settings.modulation!r}: choose one of {', '.join(MODULATIONS)}"
+            )
+        self.modulation = settings.modulation
         self.theta0 = nn.ParameterList(nn.Parameter(t) for t in init_mlp(sizes))
         self.encoder = BiLSTMEncoder(2, settings.lstm_hidden, settings.lstm_layers)
         hidden_widths = sizes[1:-1]
@@ -35,5 +55,7 @@ class MUMOMAML(MetaLearner):
     def task_context(self, batch: TaskBatch) -> TaskContext:
         n = batch.n_tasks
         embedding = self.encoder(torch.cat([batch.x_support, batch.y_support], dim=-1))
-        film = tuple(tuple(head(embedding).chunk(2, dim=-1)) for head in self.film_heads)
+        film = tuple(
+            modulate(*head(embedding).chunk(2, dim=-1), self.modulation) for head in self.film_heads
+        )
         return TaskContext(init_params=tuple(p.expand(n, *p.shape) for p in self.theta0), film=film)

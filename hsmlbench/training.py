@@ -54,6 +54,27 @@ def _families_at(config: RunConfig, iteration: int) -> tuple[str, ...]:
 MIN_ITERATIONS_TO_COMPILE = 1_000
 
 
+def clip_outer_gradient(model: MetaLearner, max_norm: float, groups: str | None) -> None:
+    """Clips the meta-gradient's norm to ``max_norm``: all parameters as one vector ("joint",
+    None), or the base learner's θ0 and everything else (task encoder, heads) each on its own
+    ("separate", as the MUMOMAML authors' code does)."""
+    if groups in (None, "joint"):
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        return
+    if groups != "separate":
+        raise ValueError(f"outer_clip_groups={groups!r}: choose 'joint' or 'separate'")
+    base = (
+        {id(p) for p in model.theta0.parameters()}
+        if isinstance(model.theta0, torch.nn.Module)
+        else {id(model.theta0)}
+    )
+    learner = [p for p in model.parameters() if id(p) in base]
+    rest = [p for p in model.parameters() if id(p) not in base]
+    for group in (learner, rest):
+        if group:
+            torch.nn.utils.clip_grad_norm_(group, max_norm)
+
+
 def make_optimizer(model: MetaLearner, config: RunConfig) -> torch.optim.Optimizer:
     """One Adam over everything (docs/PROTOCOL.md §3); growing models split it into groups.
 
@@ -184,7 +205,7 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.outer_grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.outer_grad_clip)
+            clip_outer_gradient(model, config.outer_grad_clip, config.outer_clip_groups)
         optimizer.step()
         losses.append(loss_value)
         query_losses.append(query.mean().item())
