@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: Path, write) -> None:
+    """Writes through a temporary file in the same folder, then renames it over ``path``.
+    The file gets the mode an ordinary write would (0666 less the umask: usually 0644), not
+    mkstemp's 0600, so a shared results folder stays readable."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -40,3 +52,17 @@ def save_torch(path: Path, obj: Any) -> None:
 
 def write_bytes(path: Path, data: bytes) -> None:
     _atomic(path, lambda h: h.write(data))
+
+
+def set_aside(path: Path, why: str, log=None) -> Path:
+    """Renames a bad file so that no job-file pattern matches it again (never deletes it),
+    and says so in one line naming both paths (``log``, default stderr)."""
+    path = Path(path)
+    target = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+    path.rename(target)
+    message = f"hsmlbench: {path}: {why}; set aside as {target}"
+    if log is None:
+        print(message, file=sys.stderr, flush=True)
+    else:
+        log(message)
+    return target

@@ -24,14 +24,14 @@ import torch
 
 import hsmlbench
 from hsmlbench import executors
-from hsmlbench.atomic import write_json, write_text
+from hsmlbench.atomic import set_aside, write_json, write_text
 from hsmlbench.configs import BUDGETS, TABLES, run_config
 from hsmlbench.evaluation import adapted_predictions, evaluate, evaluation_tasks
 from hsmlbench.progress import _format_seconds
 from hsmlbench.results import environment_info, render_markdown, summarize
 from hsmlbench.statistics import cluster_structure
 from hsmlbench.tasks import FAMILIES
-from hsmlbench.training import CHECKPOINT, train
+from hsmlbench.training import CHECKPOINT, previous_checkpoint, train
 
 FIT_GRID = np.linspace(-5.0, 5.0, 101)
 
@@ -88,6 +88,57 @@ def plan(
                     )
                 jobs += [Job(table, method, setting, seed, budget) for seed in range(seeds)]
     return jobs
+
+
+RAW_KEYS = {
+    "job": str,
+    "table": str,
+    "method": str,
+    "setting": str,
+    "seed": int,
+    "budget": str,
+    "n_tasks": int,
+    "mean": float,
+    "per_task": list,
+    "per_step_mean": list,
+}
+
+
+def load_raw(path: Path, log=None) -> dict | None:
+    """A raw job file if it is one (a JSON object with the fields of a finished job, named
+    after the job it holds); otherwise it is set aside and None is returned, so its job runs
+    again and a stray copy never counts as another seed."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        set_aside(Path(path), f"not a readable raw job file ({type(error).__name__})", log)
+        return None
+    problem = None
+    if not isinstance(raw, dict):
+        problem = f"holds a JSON {type(raw).__name__}, not a raw job file"
+    else:
+        for key, kind in RAW_KEYS.items():
+            value = raw.get(key)
+            if not isinstance(value, kind) and not (kind is float and isinstance(value, int)):
+                problem = f"no valid '{key}' field"
+                break
+        else:
+            if Path(path).name != f"{raw['job']}-{raw['budget']}.json":
+                problem = f"holds job {raw['job']} at budget {raw['budget']}: a copy, not its file"
+            elif len(raw["per_task"]) != raw["n_tasks"]:
+                problem = f"has {len(raw['per_task'])} per-task errors for n_tasks {raw['n_tasks']}"
+    if problem:
+        set_aside(Path(path), problem, log)
+        return None
+    return raw
+
+
+def raw_files(out_dir: Path, table: str, budget: str, log=None) -> list[dict]:
+    """Every valid raw job file of ``table`` at ``budget`` (invalid ones are set aside)."""
+    raws = (
+        load_raw(p, log) for p in sorted((Path(out_dir) / "runs" / table).glob(f"*-{budget}.json"))
+    )
+    return [raw for raw in raws if raw is not None]
 
 
 def raw_path(out_dir: Path, job: Job) -> Path:
@@ -201,7 +252,9 @@ def finished_result(job: Job, out_dir: Path, version: str | None = None) -> dict
     if not path.exists():
         return None
     version = job_code_version(job, version or code_version())
-    done = json.loads(path.read_text())
+    done = load_raw(path)
+    if done is None:
+        return None
     if not job.config.matches(done.get("config", {})) or done.get("seed", job.seed) != job.seed:
         return None
     if done.get("code_version", version) != version:
@@ -216,11 +269,15 @@ def _prepare_run_dir(folder: Path, version: str) -> bool:
     stale job trains again from scratch; one with no tag (older than the tag) is resumed.
     """
     checkpoint, tag = folder / CHECKPOINT, folder / CODE_VERSION_FILE
+    previous = previous_checkpoint(checkpoint)
     started_by = tag.read_text().strip() if tag.exists() else None
-    if checkpoint.exists() and started_by not in (None, version):
-        checkpoint.rename(folder / f"checkpoint-{started_by}.pt")
+    if started_by not in (None, version):
+        if checkpoint.exists():
+            checkpoint.rename(folder / f"checkpoint-{started_by}.pt")
+        if previous.exists():
+            previous.rename(folder / f"checkpoint-{started_by}.previous.pt")
     write_text(tag, version + "\n")  # from here on the run goes on under this code
-    return checkpoint.exists()
+    return checkpoint.exists() or previous.exists()
 
 
 def _fit_examples(model, config) -> dict:
@@ -347,9 +404,7 @@ def assemble_table(table: str, budget: str, out_dir: Path) -> dict:
     that the paper's claims keep exactly the p-values of ``T1``."""
     base = table.removesuffix(EXTENDED)
     spec = TABLES[base]
-    raws = [
-        json.loads(p.read_text()) for p in (Path(out_dir) / "runs" / base).glob(f"*-{budget}.json")
-    ]
+    raws = raw_files(out_dir, base, budget)
     extra_methods = sorted({r["method"] for r in raws} - set(spec.methods))
     if table == base:
         raws = [r for r in raws if r["method"] in spec.methods]
@@ -411,10 +466,7 @@ def has_extra_methods(table: str, budget: str, out_dir: Path) -> bool:
     """Whether ``table`` has runs of methods other than the paper's (then it also gets
     ``<table>-extended``)."""
     spec = TABLES[table]
-    return any(
-        json.loads(p.read_text()).get("method") not in spec.methods
-        for p in (Path(out_dir) / "runs" / table).glob(f"*-{budget}.json")
-    )
+    return any(raw["method"] not in spec.methods for raw in raw_files(out_dir, table, budget))
 
 
 def _grid_job(

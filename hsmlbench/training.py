@@ -7,13 +7,15 @@ the loss history, so a resumed run ends with exactly the parameters of an uninte
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from hsmlbench.atomic import save_torch
+from hsmlbench.atomic import save_torch, set_aside
 from hsmlbench.configs import RunConfig
 from hsmlbench.meta_learner import MetaLearner
 from hsmlbench.methods import build_model
@@ -99,11 +101,28 @@ def load_checkpoint(
 
     Refuses a checkpoint of another run (different config or seed) or a missing one, naming the fix.
     """
-    if checkpoint is None or not checkpoint.exists():
+    previous = previous_checkpoint(checkpoint) if checkpoint is not None else None
+    if checkpoint is None or not (checkpoint.exists() or (previous and previous.exists())):
         raise FileNotFoundError(
             f"--resume: no checkpoint at {checkpoint}; start the run without --resume"
         )
-    state = torch.load(checkpoint, weights_only=False, map_location=map_location)
+    state = _read_checkpoint(checkpoint, map_location)
+    if state is None and previous.exists():
+        state = _read_checkpoint(previous, map_location)
+        if state is not None:
+            print(
+                f"hsmlbench: resuming from the previous checkpoint {previous} "
+                f"(iteration {state['iteration']})",
+                file=sys.stderr,
+                flush=True,
+            )
+    if state is None:
+        print(
+            f"hsmlbench: no readable checkpoint in {checkpoint.parent}; training from scratch",
+            file=sys.stderr,
+            flush=True,
+        )
+        return None, optimizer
     if not config.matches(state["config"]) or state["seed"] != seed:
         raise ValueError(
             f"{checkpoint} belongs to another run (different config or seed); "
@@ -117,7 +136,34 @@ def load_checkpoint(
     return state, optimizer
 
 
+CHECKPOINT_KEYS = ("config", "seed", "iteration", "model", "optimizer", "torch_rng")
+
+
+def previous_checkpoint(path: Path) -> Path:
+    """Where the checkpoint before the latest is kept until the latest is safely written."""
+    return path.with_name(path.stem + ".previous" + path.suffix)
+
+
+def _read_checkpoint(path: Path, map_location=None) -> dict | None:
+    """The checkpoint's state, or None after setting an unreadable one aside (named)."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, weights_only=False, map_location=map_location)
+        missing = [k for k in CHECKPOINT_KEYS if k not in state]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
+    except Exception as error:  # noqa: BLE001 - truncated, empty, random bytes, wrong object
+        set_aside(path, f"not a readable checkpoint ({type(error).__name__})")
+        return None
+    return state
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
+    """The new checkpoint is written atomically; the one before is kept as
+    ``checkpoint.previous.pt`` so that a damaged latest one still leaves a good one."""
+    if path.exists():
+        os.replace(path, previous_checkpoint(path))
     save_torch(path, state)
 
 
@@ -148,10 +194,12 @@ def train(
     previous_meta_step = None  # what computed the iterations before a resume
     checkpoint = Path(run_dir) / CHECKPOINT if run_dir is not None else None
 
+    state = None
     if resume:
         state, optimizer = load_checkpoint(
             checkpoint, config, seed, model, optimizer, make_optimizer
         )
+    if state is not None:
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         start, losses, query_losses = state["iteration"], state["losses"], state["query_losses"]

@@ -94,10 +94,12 @@ def train_image_model(
     events: list[dict] = []
     start, elapsed_before = 0, 0.0
     checkpoint = Path(run_dir) / CHECKPOINT if run_dir is not None else None
+    state = None
     if resume:
         state, optimizer = load_checkpoint(
             checkpoint, config, seed, model, optimizer, make_optimizer, map_location=device
         )
+    if resume and state is not None:  # None: no readable checkpoint, trained from scratch
         torch.set_rng_state(state["torch_rng"])
         start, losses, accuracies = state["iteration"], state["losses"], state["query_accuracies"]
         events, elapsed_before = state.get("events", []), state.get("wall_time_s", 0.0)
