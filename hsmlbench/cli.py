@@ -208,6 +208,34 @@ def _train(args) -> int:
     return 0
 
 
+def _check_finished(checkpoint: Path, config, args) -> None:
+    """``evaluate`` never trains: a checkpoint of another run, or one that has not reached the
+    budget's last iteration, stops it with one line naming the fix."""
+    import torch
+
+    try:
+        state = torch.load(checkpoint, weights_only=False, map_location="cpu")
+        iteration, stored, seed = state["iteration"], state["config"], state["seed"]
+    except Exception as error:  # noqa: BLE001 - any unreadable file
+        raise UsageError(
+            f"{checkpoint} is not a readable checkpoint ({type(error).__name__}); train the "
+            "run again with `hsmlbench train`"
+        ) from None
+    if not config.matches(stored) or seed != args.seed:
+        raise UsageError(
+            f"{checkpoint} belongs to another run (different config or seed); give the "
+            "--table, --method, --setting, --budget and --seed it was trained with"
+        )
+    total = config.budget.iterations
+    if iteration < total:
+        raise UsageError(
+            f"{checkpoint} is at iteration {iteration:,} of {total:,} and evaluate never "
+            f"trains; finish it first: hsmlbench train --table {config.table} --method "
+            f"{config.method} --setting {config.setting} --budget {config.budget.name} --seed "
+            f"{args.seed} --run-dir {args.run_dir} --resume"
+        )
+
+
 def _evaluate(args) -> int:
     from hsmlbench.atomic import write_json
     from hsmlbench.evaluation import evaluate
@@ -215,8 +243,10 @@ def _evaluate(args) -> int:
     from hsmlbench.training import train
 
     config = _config(args)
-    if not (args.run_dir / "checkpoint.pt").exists():
+    checkpoint = args.run_dir / "checkpoint.pt"
+    if not checkpoint.exists():
         raise UsageError(f"no checkpoint in {args.run_dir}; run `hsmlbench train` first")
+    _check_finished(checkpoint, config, args)
     _check_writable(args.out.parent)
     # Loading a finished checkpoint through train(resume=True) runs no further iterations.
     trained = train(config, args.seed, args.run_dir, resume=True, progress=False)

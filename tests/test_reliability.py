@@ -105,3 +105,30 @@ def test_a_corrupt_checkpoint_is_set_aside_and_the_run_goes_on(tmp_path, capsys,
     assert resumed.losses == full.losses
     for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_evaluate_never_trains_an_unfinished_run(tmp_path, capsys):
+    from hsmlbench.configs import run_config
+    from hsmlbench.training import train
+
+    run = tmp_path / "run"
+    train(
+        run_config("T1", "maml", "5-shot", "smoke"),
+        seed=0,
+        run_dir=run,
+        progress=False,
+        stop_after=20,
+    )
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    argv = ["evaluate", "--table", "T1", "--method", "maml", "--budget", "smoke"]
+    assert main([*argv, "--run-dir", str(run), "--out", str(tmp_path / "e.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is at iteration 20 of 60 and evaluate never trains" in err
+    assert f"--run-dir {run} --resume" in err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # untouched
+    assert not (tmp_path / "e.json").exists()
+    # another run's checkpoint: named, with the fix (evaluate has no --resume to drop)
+    assert (
+        main([*argv, "--seed", "3", "--run-dir", str(run), "--out", str(tmp_path / "e.json")]) == 2
+    )
+    assert "belongs to another run" in capsys.readouterr().err
