@@ -36,8 +36,15 @@ def _check_writable(folder: Path) -> None:
         raise UsageError(f"output folder {folder} is not writable ({error.strerror})") from None
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line (not the whole usage), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="hsmlbench", description="Reproduce the tables of HSML (ICML 2019)."
     )
     sub = parser.add_subparsers(dest="command", required=True)

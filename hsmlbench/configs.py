@@ -176,6 +176,10 @@ TABLES: dict[str, TableSpec] = {
     ),
 }
 
+# Every table the command line knows: these regression tables and the image tables of
+# hsmlbench.images (named here so that error messages list them all).
+ALL_TABLE_NAMES = (*TABLES, "T3", "T4")
+
 # T2's models (docs/PROTOCOL.md §3 "Continual adaptation"): the stream uses the vertex-form
 # quadratic.
 _CONTINUAL_MODELS: dict[str, tuple[int, bool]] = {
@@ -229,7 +233,7 @@ def run_config(
     (``hsmlbench.registry``). ``meta_step`` None takes ``HSMLBENCH_META_STEP``, else the
     default ("fast")."""
     if table not in TABLES:
-        raise KeyError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
+        raise KeyError(f"unknown table {table!r}; known: {', '.join(ALL_TABLE_NAMES)}")
     spec = TABLES[table]
     if method in spec.methods:
         fields = _method_fields(method)

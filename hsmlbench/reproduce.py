@@ -25,7 +25,7 @@ import torch
 import hsmlbench
 from hsmlbench import executors
 from hsmlbench.atomic import set_aside, write_json, write_text
-from hsmlbench.configs import BUDGETS, TABLES, run_config
+from hsmlbench.configs import ALL_TABLE_NAMES, BUDGETS, TABLES, run_config
 from hsmlbench.evaluation import adapted_predictions, evaluate, evaluation_tasks
 from hsmlbench.progress import _format_seconds
 from hsmlbench.results import environment_info, render_markdown, summarize
@@ -76,7 +76,7 @@ def plan(
     jobs = []
     for table in tables:
         if table not in TABLES:
-            raise KeyError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
+            raise KeyError(f"unknown table {table!r}; known: {', '.join(ALL_TABLE_NAMES)}")
         spec = TABLES[table]
         for method in methods or spec.methods:
             if method not in spec.methods:

@@ -13,7 +13,10 @@ ROW_FIELDS = {"method", "setting", "seed", "n_tasks", "mean", "ci95", "per_task"
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["reproduce", "--tables", "T9", "--budget", "smoke"], "unknown table 'T9'"),
+        (
+            ["reproduce", "--tables", "T9", "--budget", "smoke"],
+            "unknown table 'T9'; known: T1, T2, T3, T4",
+        ),
         (["reproduce", "--methods", "reptile", "--budget", "smoke"], "unknown method 'reptile'"),
         (["reproduce", "--budget", "huge"], "unknown budget 'huge'"),
         (["reproduce", "--budget", "smoke", "--seeds", "0"], "at least 1"),
@@ -75,3 +78,19 @@ def test_smoke_reproduction_of_the_maml_row_writes_table_and_json(tmp_path):
     first = (out / "T1.json").read_text()
     subprocess.run(cmd, check=True, capture_output=True, timeout=600)
     assert json.loads((out / "T1.json").read_text())["rows"] == json.loads(first)["rows"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["reproduce", "--seeds", "abc"], "argument --seeds: invalid int value: 'abc'"),
+        (["reproduce", "--executor", "slurm"], "argument --executor: invalid choice: 'slurm'"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_malformed_arguments_are_one_line_not_the_usage(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "--help" in err, err
