@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hsmlbench.configs import BUDGETS, TABLES
+from hsmlbench.domains.regression.configs import BUDGETS, TABLES
 
 EXIT_USAGE = 2
 EXIT_INCOMPLETE = 3
@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
     _plugin_argument(rep)
-    from hsmlbench.images.cli import add_data_commands, add_reproduce_arguments
+    from hsmlbench.domains.images.cli import add_data_commands, add_reproduce_arguments
 
     add_reproduce_arguments(rep)  # --dataset real|synthetic, --data-root (T3, T4)
     rep.add_argument(
@@ -120,7 +120,7 @@ def _plugin_argument(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="MODULE",
         help="import MODULE first (a module on the path that registers methods with "
-        "hsmlbench.registry.register_method); repeatable. Installed plugins (entry-point group "
+        "hsmlbench.methods.registry.register_method); repeatable. Installed plugins (entry-point group "
         "'hsmlbench.methods') need no flag",
     )
 
@@ -134,7 +134,7 @@ def _cell_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args):
-    from hsmlbench.configs import run_config
+    from hsmlbench.domains.regression.configs import run_config
 
     try:
         return run_config(args.table, args.method, args.setting, args.budget)
@@ -145,7 +145,12 @@ def _config(args):
 def _reproduce(args) -> int:
     from functools import partial
 
-    from hsmlbench.executors import JOB_MODULES, ExecutorUnavailable, import_ray, start_pool_server
+    from hsmlbench.run.executors import (
+        JOB_MODULES,
+        ExecutorUnavailable,
+        import_ray,
+        start_pool_server,
+    )
 
     if args.seeds < 1:
         raise UsageError(f"--seeds {args.seeds}: need at least 1")
@@ -158,8 +163,8 @@ def _reproduce(args) -> int:
     if args.executor == "local" and args.jobs != 1 and any(t in TABLES for t in args.tables):
         start_pool_server(JOB_MODULES)  # its imports run beside this process's, not after
 
-    from hsmlbench.images.cli import plan_images, run_image_jobs, split_tables
-    from hsmlbench.reproduce import plan, reproduce
+    from hsmlbench.domains.images.cli import plan_images, run_image_jobs, split_tables
+    from hsmlbench.run.grid import plan, reproduce
 
     tables, image_tables = split_tables(args.tables, args.dataset)  # T3/T4 run elsewhere
     try:
@@ -203,7 +208,7 @@ def _reproduce(args) -> int:
 
 
 def _train(args) -> int:
-    from hsmlbench.training import CHECKPOINT, train
+    from hsmlbench.run.training import CHECKPOINT, train
 
     config = _config(args)
     _check_writable(args.run_dir)
@@ -245,9 +250,9 @@ def _check_finished(checkpoint: Path, config, args) -> None:
 
 def _evaluate(args) -> int:
     from hsmlbench.atomic import write_json
-    from hsmlbench.evaluation import evaluate
-    from hsmlbench.statistics import mean_ci95
-    from hsmlbench.training import train
+    from hsmlbench.report.statistics import mean_ci95
+    from hsmlbench.run.evaluation import evaluate
+    from hsmlbench.run.training import train
 
     config = _config(args)
     checkpoint = args.run_dir / "checkpoint.pt"
@@ -279,7 +284,7 @@ def _evaluate(args) -> int:
 
 def _report(args) -> int:
     from hsmlbench.atomic import write_text
-    from hsmlbench.results import load_table, render_latex, render_markdown
+    from hsmlbench.report.tables import load_table, render_latex, render_markdown
 
     try:
         data = load_table(args.json)
@@ -300,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    from hsmlbench.images.cli import run_data_command
+    from hsmlbench.domains.images.cli import run_data_command
 
     handler = {
         "reproduce": _reproduce,
@@ -309,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         "report": _report,
         "data": run_data_command,
     }
-    from hsmlbench.registry import PluginError, load_plugin
+    from hsmlbench.methods.registry import PluginError, load_plugin
 
     try:
         for module in getattr(args, "plugin", []):

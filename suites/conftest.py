@@ -9,8 +9,8 @@ import os
 import pytest
 
 from hsmlbench.cli import default_out_dir
-from hsmlbench.configs import BUDGETS
-from hsmlbench.reproduce import Job, run_job, write_table
+from hsmlbench.domains.regression.configs import BUDGETS
+from hsmlbench.run.grid import Job, run_job, write_table
 
 
 def pytest_addoption(parser):

@@ -3,7 +3,7 @@ tests."""
 
 import pytest
 
-from hsmlbench.configs import TABLES
+from hsmlbench.domains.regression.configs import TABLES
 
 CELLS = [(m, s) for m in TABLES["T1"].methods for s in TABLES["T1"].settings]
 

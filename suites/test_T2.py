@@ -2,7 +2,7 @@
 
 import pytest
 
-from hsmlbench.configs import TABLES
+from hsmlbench.domains.regression.configs import TABLES
 
 
 @pytest.mark.parametrize("method", TABLES["T2"].methods)

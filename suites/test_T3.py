@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from hsmlbench.cli import default_out_dir
-from hsmlbench.images.bench import check_against_per_task_loop, meta_iteration
-from hsmlbench.images.configs import IMAGE_TABLES, image_run_config
-from hsmlbench.images.figures import write_image_figures
-from hsmlbench.images.reproduce import run_image_job, write_image_table
-from hsmlbench.reproduce import Job
+from hsmlbench.domains.images.bench import check_against_per_task_loop, meta_iteration
+from hsmlbench.domains.images.configs import IMAGE_TABLES, image_run_config
+from hsmlbench.report.image_figures import write_image_figures
+from hsmlbench.run.grid import Job
+from hsmlbench.run.image_grid import run_image_job, write_image_table
 
 _MEANS: dict[str, float] = {}
 

@@ -5,10 +5,10 @@ records "not run" with the reason and is skipped, and the table still says so.""
 import pytest
 
 from hsmlbench.cli import default_out_dir
-from hsmlbench.images.configs import IMAGE_TABLES
-from hsmlbench.images.figures import write_image_figures
-from hsmlbench.images.reproduce import run_image_job, write_image_table
-from hsmlbench.reproduce import Job
+from hsmlbench.domains.images.configs import IMAGE_TABLES
+from hsmlbench.report.image_figures import write_image_figures
+from hsmlbench.run.grid import Job
+from hsmlbench.run.image_grid import run_image_job, write_image_table
 
 
 def _run_cell(benchmark, table, method, budget):

@@ -17,12 +17,12 @@ import time
 import pytest
 import torch
 
-from hsmlbench.configs import run_config
-from hsmlbench.methods import build_model
-from hsmlbench.per_task_reference import per_task_maml_meta_loss
+from hsmlbench.domains.regression.configs import run_config
+from hsmlbench.domains.regression.per_task_reference import per_task_maml_meta_loss
+from hsmlbench.domains.regression.tasks import sample_tasks
+from hsmlbench.methods.builtin import build_model
+from hsmlbench.run.training import make_optimizer
 from hsmlbench.seeding import task_generator
-from hsmlbench.tasks import sample_tasks
-from hsmlbench.training import make_optimizer
 
 _MEANS: dict[str, float] = {}
 DEFAULT_THREADS = torch.get_num_threads()

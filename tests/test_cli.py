@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from hsmlbench.cli import main
-from hsmlbench.paper_reference import PUBLISHED
+from hsmlbench.report.paper_reference import PUBLISHED
 
 ROW_FIELDS = {"method", "setting", "seed", "n_tasks", "mean", "ci95", "per_task"}
 

@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 
-from hsmlbench.configs import run_config
-from hsmlbench.images.configs import image_run_config
+from hsmlbench.domains.images.configs import image_run_config
+from hsmlbench.domains.regression.configs import run_config
 
 
 @pytest.mark.parametrize(

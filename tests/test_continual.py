@@ -3,11 +3,12 @@ import dataclasses
 import pytest
 import torch
 
-from hsmlbench.configs import Budget, ContinualSettings, HSMLSettings, run_config
-from hsmlbench.continual import ContinualHSML, should_grow
+from hsmlbench.configs import Budget
+from hsmlbench.domains.regression.configs import ContinualSettings, HSMLSettings, run_config
+from hsmlbench.domains.regression.tasks import sample_tasks
+from hsmlbench.methods.continual import ContinualHSML, should_grow
+from hsmlbench.run.training import train
 from hsmlbench.seeding import task_generator
-from hsmlbench.tasks import sample_tasks
-from hsmlbench.training import train
 
 RULE = ContinualSettings(grow=True, window=1000, growth_ratio=1.25, cooldown=8000)
 

@@ -6,12 +6,12 @@ import dataclasses
 import pytest
 import torch
 
-from hsmlbench.configs import MUMOMAMLSettings, run_config
-from hsmlbench.methods import build_model
-from hsmlbench.mumomaml import modulate
+from hsmlbench.domains.regression.configs import MUMOMAMLSettings, run_config
+from hsmlbench.domains.regression.tasks import sample_tasks
+from hsmlbench.methods.builtin import build_model
+from hsmlbench.methods.mumomaml import modulate
+from hsmlbench.run.training import clip_outer_gradient
 from hsmlbench.seeding import task_generator
-from hsmlbench.tasks import sample_tasks
-from hsmlbench.training import clip_outer_gradient
 
 
 def test_modulations_bound_what_they_say():

@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from hsmlbench.cli import main
-from hsmlbench.executors import Outcome, available_cores, run_pool
-from hsmlbench.reproduce import (
+from hsmlbench.run.executors import Outcome, available_cores, run_pool
+from hsmlbench.run.grid import (
     CODE_VERSION_FILE,
     Job,
     code_version,
@@ -174,7 +174,7 @@ def test_pool_workers_see_the_environment_of_their_grid_not_of_the_fork_server(m
 
 POOL_AFTER_OPENMP = """
 import torch
-from hsmlbench.executors import run_pool
+from hsmlbench.run.executors import run_pool
 class Collect:
     def __init__(self):
         self.outcomes = []
@@ -333,10 +333,14 @@ def test_checkpoint_of_other_code_is_set_aside_and_an_untagged_one_is_resumed(tm
 
 def test_code_version_hashes_the_job_code_only():
     sources = job_sources()
-    for module in ("hsmlbench.training", "hsmlbench.hsml", "hsmlbench.kernels.gated_init"):
+    for module in (
+        "hsmlbench.run.training",
+        "hsmlbench.methods.hsml",
+        "hsmlbench.kernels.gated_init",
+    ):
         assert module in sources
     assert "hsmlbench.cli" not in sources
-    assert not any(m.startswith("hsmlbench.images") for m in sources)
+    assert not any(m.startswith("hsmlbench.domains.images") for m in sources)
 
 
 @pytest.mark.parametrize(

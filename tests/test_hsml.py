@@ -3,11 +3,11 @@ import math
 import pytest
 import torch
 
-from hsmlbench.configs import HSMLSettings
-from hsmlbench.hsml import HSML, ClusterTree
-from hsmlbench.maml import MAML
+from hsmlbench.domains.regression.configs import HSMLSettings
+from hsmlbench.domains.regression.tasks import sample_tasks
+from hsmlbench.methods.hsml import HSML, ClusterTree
+from hsmlbench.methods.maml import MAML
 from hsmlbench.seeding import task_generator
-from hsmlbench.tasks import sample_tasks
 
 
 def dense_tree(tree: ClusterTree, h: torch.Tensor):
@@ -134,8 +134,8 @@ def _uniform_with_bound(t, bound):
 
 
 def test_authors_initialization_gives_the_distributions_of_their_code():
-    from hsmlbench.configs import ContinualSettings
-    from hsmlbench.continual import ContinualHSML
+    from hsmlbench.domains.regression.configs import ContinualSettings
+    from hsmlbench.methods.continual import ContinualHSML
 
     torch.manual_seed(0)
     settings = HSMLSettings()

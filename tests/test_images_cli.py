@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from hsmlbench.images.cli import main
+from hsmlbench.domains.images.cli import main
 
 
 @pytest.fixture(autouse=True, scope="module")

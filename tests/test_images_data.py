@@ -17,10 +17,15 @@ import pytest
 import torch
 from PIL import Image
 
-from hsmlbench.images import datasets as ds
-from hsmlbench.images.datasets import DataError, committed_split, get_spec, split_classes
-from hsmlbench.images.layout import check_dataset, format_reports, load_split, parse_split_file
-from hsmlbench.images.prepare import prepare_dataset
+from hsmlbench.domains.images import datasets as ds
+from hsmlbench.domains.images.datasets import DataError, committed_split, get_spec, split_classes
+from hsmlbench.domains.images.layout import (
+    check_dataset,
+    format_reports,
+    load_split,
+    parse_split_file,
+)
+from hsmlbench.domains.images.prepare import prepare_dataset
 
 RED, BLUE = (220, 20, 20), (20, 20, 220)
 

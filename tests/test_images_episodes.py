@@ -4,14 +4,14 @@
 import pytest
 import torch
 
-from hsmlbench.images.episodes import (
+from hsmlbench.domains.images.episodes import (
     BackgroundLoader,
     EpisodeSampler,
     EvaluationTasks,
     episode_generator,
 )
-from hsmlbench.images.layout import split_from_class_arrays
-from hsmlbench.images.synthetic import SYNTHETIC_DOMAINS, class_split, synthetic_split
+from hsmlbench.domains.images.layout import split_from_class_arrays
+from hsmlbench.domains.images.synthetic import SYNTHETIC_DOMAINS, class_split, synthetic_split
 
 SIZE = 16  # small images: these tests are about indices, not pixels
 

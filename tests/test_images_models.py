@@ -7,17 +7,20 @@ import torch
 import torch.nn.functional as F
 
 from hsmlbench.configs import Budget
-from hsmlbench.continual import GrowableClusterTree
-from hsmlbench.images.base_learner import cross_entropy_sum_over_k
-from hsmlbench.images.configs import ImageContinualSettings, image_run_config
-from hsmlbench.images.continual import active_datasets, should_grow
-from hsmlbench.images.encoders import ImageFeatureCNN
-from hsmlbench.images.episodes import EpisodeSampler, episode_generator
-from hsmlbench.images.methods import ImageHSML, build_image_model
-from hsmlbench.images.per_task_reference import per_task_image_maml_meta_loss, single_task_logits
-from hsmlbench.images.synthetic import SYNTHETIC_DOMAINS, synthetic_split
-from hsmlbench.images.training import meta_step, train_image_model
-from hsmlbench.inner_loop import inner_step
+from hsmlbench.domains.images.base_learner import cross_entropy_sum_over_k
+from hsmlbench.domains.images.configs import ImageContinualSettings, image_run_config
+from hsmlbench.domains.images.continual import active_datasets, should_grow
+from hsmlbench.domains.images.encoders import ImageFeatureCNN
+from hsmlbench.domains.images.episodes import EpisodeSampler, episode_generator
+from hsmlbench.domains.images.models import ImageHSML, build_image_model
+from hsmlbench.domains.images.per_task_reference import (
+    per_task_image_maml_meta_loss,
+    single_task_logits,
+)
+from hsmlbench.domains.images.synthetic import SYNTHETIC_DOMAINS, synthetic_split
+from hsmlbench.methods.continual import GrowableClusterTree
+from hsmlbench.methods.inner_loop import inner_step
+from hsmlbench.run.image_training import meta_step, train_image_model
 
 SIZE = 16  # the smallest side that survives four 2×2 max-pools
 

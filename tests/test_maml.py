@@ -1,11 +1,11 @@
 import torch
 
-from hsmlbench.base_learners import mlp_forward, mse_per_task
-from hsmlbench.inner_loop import adapt
-from hsmlbench.maml import MAML
-from hsmlbench.per_task_reference import per_task_maml_meta_loss
+from hsmlbench.domains.regression.per_task_reference import per_task_maml_meta_loss
+from hsmlbench.domains.regression.tasks import sample_tasks
+from hsmlbench.methods.base_learners import mlp_forward, mse_per_task
+from hsmlbench.methods.inner_loop import adapt
+from hsmlbench.methods.maml import MAML
 from hsmlbench.seeding import task_generator
-from hsmlbench.tasks import sample_tasks
 
 
 def _model_and_batch(seed=0, n_tasks=6, steps=3):

@@ -12,14 +12,15 @@ import pytest
 import torch
 from torch import nn
 
-from hsmlbench.base_learners import mlp_forward, mlp_mse_grads, mse_per_task
-from hsmlbench.configs import Budget, run_config
-from hsmlbench.meta_step import META_STEP_ENV_VAR, CompiledWithFallback
-from hsmlbench.methods import build_model
+from hsmlbench.configs import Budget
+from hsmlbench.domains.regression.configs import run_config
+from hsmlbench.domains.regression.tasks import sample_tasks
+from hsmlbench.methods.base_learners import mlp_forward, mlp_mse_grads, mse_per_task
+from hsmlbench.methods.builtin import build_model
+from hsmlbench.methods.meta_step import META_STEP_ENV_VAR, CompiledWithFallback
+from hsmlbench.methods.task_encoders import GRUAutoencoder, Recurrent, gru_cell
+from hsmlbench.run.training import train
 from hsmlbench.seeding import task_generator
-from hsmlbench.task_encoders import GRUAutoencoder, Recurrent, gru_cell
-from hsmlbench.tasks import sample_tasks
-from hsmlbench.training import train
 
 
 @pytest.fixture(autouse=True)

@@ -1,10 +1,10 @@
 import torch
 
-from hsmlbench.base_learners import mlp_forward
-from hsmlbench.configs import MUMOMAMLSettings
-from hsmlbench.mumomaml import MUMOMAML
+from hsmlbench.domains.regression.configs import MUMOMAMLSettings
+from hsmlbench.domains.regression.tasks import sample_tasks
+from hsmlbench.methods.base_learners import mlp_forward
+from hsmlbench.methods.mumomaml import MUMOMAML
 from hsmlbench.seeding import task_generator
-from hsmlbench.tasks import sample_tasks
 
 
 def test_film_with_zero_gamma_and_beta_leaves_the_base_learner_unchanged():

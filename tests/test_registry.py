@@ -10,11 +10,11 @@ from importlib.metadata import PackageNotFoundError, distribution
 import pytest
 
 from hsmlbench.cli import main
-from hsmlbench.registry import PluginError, get_method, register_method
+from hsmlbench.methods.registry import PluginError, get_method, register_method
 
 TOY = """
-from hsmlbench.maml import MAML
-from hsmlbench.registry import register_method
+from hsmlbench.methods.maml import MAML
+from hsmlbench.methods.registry import register_method
 
 
 @register_method("toy-{tag}", label="Toy {tag}")
@@ -68,12 +68,12 @@ def test_plugin_method_joins_t1_in_an_extended_table_with_its_own_holm_family(
     [
         (None, "plugin 'no_such_plugin_module' failed to load: ModuleNotFoundError"),
         (
-            "from hsmlbench.registry import register_method\n"
+            "from hsmlbench.methods.registry import register_method\n"
             "register_method('odd', domains=('speech',))(lambda config: None)\n",
             "method 'odd': unknown domain(s) ['speech']; known: regression, images",
         ),
         (
-            "from hsmlbench.registry import register_method\n"
+            "from hsmlbench.methods.registry import register_method\n"
             "register_method('maml')(lambda config: None)\n",
             "method 'maml' is registered twice",
         ),
@@ -111,7 +111,7 @@ def test_installed_plugin_is_found_through_its_entry_point():
     except PackageNotFoundError:
         pytest.skip("examples/metasgd is not installed (pip install -e examples/metasgd)")
     code = (
-        "import sys; from hsmlbench.registry import get_method; "
+        "import sys; from hsmlbench.methods.registry import get_method; "
         "spec = get_method('metasgd'); "
         "assert 'hsmlbench_metasgd' not in sys.argv; print(spec.label, spec.module)"
     )

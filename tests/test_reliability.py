@@ -8,7 +8,7 @@ import pytest
 
 from hsmlbench.atomic import write_json
 from hsmlbench.cli import main
-from hsmlbench.reproduce import Job, raw_path
+from hsmlbench.run.grid import Job, raw_path
 
 JOB = Job("T1", "maml", "5-shot", 0, "smoke")
 
@@ -85,8 +85,9 @@ def test_a_corrupt_checkpoint_is_set_aside_and_the_run_goes_on(tmp_path, capsys,
 
     import torch
 
-    from hsmlbench.configs import Budget, run_config
-    from hsmlbench.training import CHECKPOINT, previous_checkpoint, train
+    from hsmlbench.configs import Budget
+    from hsmlbench.domains.regression.configs import run_config
+    from hsmlbench.run.training import CHECKPOINT, previous_checkpoint, train
 
     config = dataclasses.replace(
         run_config("T1", "maml", "5-shot", "smoke"), budget=Budget("t", 24, 20, 8, "test")
@@ -108,8 +109,8 @@ def test_a_corrupt_checkpoint_is_set_aside_and_the_run_goes_on(tmp_path, capsys,
 
 
 def test_evaluate_never_trains_an_unfinished_run(tmp_path, capsys):
-    from hsmlbench.configs import run_config
-    from hsmlbench.training import train
+    from hsmlbench.domains.regression.configs import run_config
+    from hsmlbench.run.training import train
 
     run = tmp_path / "run"
     train(

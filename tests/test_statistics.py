@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from hsmlbench import statistics as st
+from hsmlbench.report import statistics as st
 
 
 def test_mean_ci95_uses_population_std():
@@ -71,7 +71,7 @@ def test_welch_matches_scipy_and_needs_two_seeds():
 
 
 def test_cluster_structure_on_hand_made_assignments():
-    from hsmlbench.statistics import cluster_structure
+    from hsmlbench.report.statistics import cluster_structure
 
     families = ("a", "b", "c", "d")
     family = np.repeat(np.arange(4), 50)

@@ -5,8 +5,8 @@ import pytest
 import torch
 from scipy import stats
 
+from hsmlbench.domains.regression.tasks import FAMILIES, active_families, sample_tasks
 from hsmlbench.seeding import task_generator
-from hsmlbench.tasks import FAMILIES, active_families, sample_tasks
 
 
 def closed_form(family: str, p: np.ndarray, x: np.ndarray, quadratic_form: str) -> np.ndarray:

@@ -3,8 +3,9 @@ import dataclasses
 import pytest
 import torch
 
-from hsmlbench.configs import Budget, run_config
-from hsmlbench.training import CHECKPOINT, NonFiniteLossError, train
+from hsmlbench.configs import Budget
+from hsmlbench.domains.regression.configs import run_config
+from hsmlbench.run.training import CHECKPOINT, NonFiniteLossError, train
 
 BUDGET = Budget("test", 24, 50, 8, "unit test")
 
@@ -32,9 +33,9 @@ def test_resumed_run_equals_uninterrupted_run_bit_for_bit(tmp_path, method, stop
 @pytest.mark.slow
 def test_compiled_fast_run_resumes_bit_for_bit(tmp_path, monkeypatch):
     """As above with the fast meta-step compiled, as paper-budget runs are."""
-    import hsmlbench.training
+    import hsmlbench.run.training
 
-    monkeypatch.setattr(hsmlbench.training, "MIN_ITERATIONS_TO_COMPILE", 0)
+    monkeypatch.setattr(hsmlbench.run.training, "MIN_ITERATIONS_TO_COMPILE", 0)
     monkeypatch.setenv("HSMLBENCH_COMPILE", "1")
     config = _config("maml", "fast")
     full = train(config, seed=0, run_dir=tmp_path / "full", progress=False)
@@ -59,7 +60,7 @@ def test_resume_without_checkpoint_names_the_fix(tmp_path):
 
 def test_nan_loss_stops_with_iteration_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     config = _config()
-    from hsmlbench.maml import MAML
+    from hsmlbench.methods.maml import MAML
 
     original = MAML.meta_loss
     calls = {"n": 0}

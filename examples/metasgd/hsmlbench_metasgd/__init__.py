@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from hsmlbench.base_learners import MLP_SIZES, init_mlp
-from hsmlbench.meta_learner import MetaLearner, TaskContext
-from hsmlbench.registry import register_method
+from hsmlbench.methods.base_learners import MLP_SIZES, init_mlp
+from hsmlbench.methods.meta_learner import MetaLearner, TaskContext
+from hsmlbench.methods.registry import register_method
 
 
 @dataclass(frozen=True)

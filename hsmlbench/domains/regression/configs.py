@@ -1,0 +1,207 @@
+"""The regression tables' settings as frozen dataclasses, from a registry keyed by table and row.
+
+Values from the paper cite ``docs/PROTOCOL.md`` by section. A budget only
+shortens a run (iterations, test tasks); it never changes the method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from hsmlbench.configs import EVAL_SEED, Budget, TableSpec, config_matches
+from hsmlbench.methods.meta_step import DEFAULT_META_STEP, check_meta_step, meta_step_from_env
+
+BUDGETS: dict[str, Budget] = {
+    "smoke": Budget("smoke", 60, 200, 20, "CI smoke test: the whole path, numbers meaningless"),
+    "quick": Budget("quick", 5_000, 1_000, 1_000, "reduced: 5,000 iterations, 1,000 test tasks"),
+    # docs/PROTOCOL.md §3: 70,000 iterations, 4,000 test tasks.
+    "paper": Budget("paper", 70_000, 4_000, 5_000, "docs/PROTOCOL.md §3 exactly"),
+}
+
+
+@dataclass(frozen=True)
+class HSMLSettings:
+    """HSML's task representation, tree and gates, regression sizes (docs/PROTOCOL.md §3 "HSML")."""
+
+    pair_embedding: int = 20  # Linear(2 → 20) on each (x, y) support pair
+    hidden: int = 40  # d: GRU hidden size and task-vector size
+    clusters: tuple[int, ...] = (4, 2)  # first-level, second-level clusters; then the root
+    sigma: float = 2.0  # divides ‖h − c‖² as 2σ (the authors' code), docs/PROTOCOL.md §3 step 2
+    reconstruction_weight: float = 0.01  # ξ
+    level2: str = "code"  # "code": assignment by a linear map; "centres": the paper's text
+    # "authors": the initializations of the authors' code (Glorot tree biases; Glorot GRU
+    # kernels, gate bias 1.0; decoder projection N(0, 1) truncated, bias 0.1), docs/PROTOCOL.md
+    # §3 "HSML" steps 1-2. "torch": torch's defaults and zero tree biases (this project's
+    # earlier runs; an ablation row).
+    init: str = "authors"
+
+
+@dataclass(frozen=True)
+class MUMOMAMLSettings:
+    """MUMOMAML as its own authors built it, on HSML's data (docs/PROTOCOL.md §3 "MUMOMAML")."""
+
+    lstm_hidden: int = 40
+    lstm_layers: int = 2
+    inner_grad_clamp: float = 10.0  # element-wise clamp of inner-loop gradients
+    outer_grad_clip: float = 2.0  # global norm clip of the meta-gradient
+    # How the task embedding modulates each hidden layer (docs/PROTOCOL.md §3 "MUMOMAML"):
+    # "affine": a·(1 + γ) + β, unbounded, Vuorio et al.'s FiLM (the default); "gamma_only":
+    # a·(1 + γ); "sigmoid_gate": a·σ(γ), which like HSML's gates can only shrink (ablations).
+    modulation: str = "affine"
+
+
+@dataclass(frozen=True)
+class ContinualSettings:
+    """Continual stream and HSML-D's growth rule (docs/PROTOCOL.md §3 "Continual adaptation")."""
+
+    grow: bool = False  # HSML-D adds first-level clusters; HSML-S keeps them fixed
+    window: int = 1_000  # Q: iterations per window
+    growth_ratio: float = 1.25  # μ: add when window loss > μ · previous window loss
+    cooldown: int = 8_000  # iterations that must pass between two additions
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One cell of a table: a method at a setting, trained and evaluated at a budget."""
+
+    table: str
+    method: str
+    setting: str
+    budget: Budget
+    k_shot: int = 5
+    n_query: int = 10  # docs/PROTOCOL.md §3 "Episodes"
+    inner_lr: float = 0.001  # α, docs/PROTOCOL.md §3 "Meta-training"
+    inner_steps_train: int = 5
+    inner_steps_test: int = 10
+    second_order: bool = True
+    # "fast" (explicit inner gradients, compiled) or "autograd" (the reference): the same
+    # second-order meta-gradient; see hsmlbench.methods.meta_step. Part of the job's identity.
+    meta_step: str = DEFAULT_META_STEP
+    meta_batch: int = 25
+    outer_lr: float = 0.001  # Adam
+    outer_grad_clip: float | None = None
+    # The MUMOMAML authors' code clips the embedding network's and the model's gradients each
+    # to the norm ("separate"); "joint" (the default, None) clips them as one vector.
+    outer_clip_groups: str | None = None
+    # An inner-gradient clamp for any method (ablations: MAML or HSML with MUMOMAML's ±10);
+    # None: the method's own (MUMOMAML's settings), else none.
+    inner_grad_clamp: float | None = None
+    quadratic_form: str = "standard"  # docs/PROTOCOL.md §3: T1 standard, T2 vertex
+    continual: ContinualSettings | None = None  # None: all families from the start
+    hsml: HSMLSettings | None = None
+    mumomaml: MUMOMAMLSettings | None = None
+    plugin_settings: dict | None = None  # a registered plugin method's settings (asdict)
+    eval_seed: int = EVAL_SEED
+    eval_chunk: int = 1_000  # test tasks evaluated per batch (memory, not results)
+
+    def __post_init__(self) -> None:
+        check_meta_step(self.meta_step)
+
+    @property
+    def job_name(self) -> str:
+        return f"{self.table}-{self.method}-{self.setting}"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def matches(self, stored: dict) -> bool:
+        """Whether a stored config (checkpoint or result file) describes this run
+        (``hsmlbench.configs.config_matches``)."""
+        return config_matches(self.to_dict(), stored)
+
+
+TABLES: dict[str, TableSpec] = {
+    "T1": TableSpec(
+        "T1",
+        "Multimodal regression, query MSE after 10 steps ± 95% CI",
+        ("maml", "mumomaml", "hsml"),
+        ("5-shot", "10-shot"),
+    ),
+    "T2": TableSpec(
+        "T2",
+        "Continual regression (5-shot), query MSE after 10 steps ± 95% CI",
+        ("hsml-s2", "hsml-s10", "hsml-d"),
+        ("5-shot",),
+    ),
+}
+
+# Every table the command line knows: these regression tables and the image tables of
+# hsmlbench.domains.images (named here so that error messages list them all).
+ALL_TABLE_NAMES = (*TABLES, "T3", "T4")
+
+# T2's models (docs/PROTOCOL.md §3 "Continual adaptation"): the stream uses the vertex-form
+# quadratic.
+_CONTINUAL_MODELS: dict[str, tuple[int, bool]] = {
+    "hsml-s2": (2, False),  # first-level clusters, grows
+    "hsml-s10": (10, False),
+    "hsml-d": (2, True),
+}
+
+
+def _method_fields(method: str) -> dict:
+    if method == "maml":
+        return {}
+    if method in _CONTINUAL_MODELS:
+        k1, grow = _CONTINUAL_MODELS[method]
+        return {
+            "hsml": HSMLSettings(clusters=(k1, 2)),
+            "continual": ContinualSettings(grow=grow),
+            "quadratic_form": "vertex",
+        }
+    if method == "hsml":
+        return {"hsml": HSMLSettings()}
+    if method == "mumomaml":
+        settings = MUMOMAMLSettings()
+        return {"mumomaml": settings, "outer_grad_clip": settings.outer_grad_clip}
+    raise KeyError(method)
+
+
+def _extra_method_fields(table: str, method: str) -> dict:
+    """A registered method that is not one of the table's own rows joins it under the table's
+    task stream (T2: the continual stream and its vertex-form quadratic), with its settings."""
+    from hsmlbench.methods.registry import get_method
+
+    spec = get_method(method)
+    if TABLES[table].domain not in spec.domains:
+        raise KeyError(
+            f"method {method!r} runs on {', '.join(spec.domains)} tasks; table {table} is "
+            f"{TABLES[table].domain}"
+        )
+    fields: dict = {"plugin_settings": spec.default_settings()}
+    if table == "T2":
+        fields |= {"continual": ContinualSettings(grow=False), "quadratic_form": "vertex"}
+    return fields
+
+
+def run_config(
+    table: str, method: str, setting: str, budget: str, meta_step: str | None = None
+) -> RunConfig:
+    """The registry: the configuration of one table cell at a budget.
+
+    ``method`` is one of the table's rows or any registered method of the table's domain
+    (``hsmlbench.methods.registry``). ``meta_step`` None takes ``HSMLBENCH_META_STEP``, else the
+    default ("fast")."""
+    if table not in TABLES:
+        raise KeyError(f"unknown table {table!r}; known: {', '.join(ALL_TABLE_NAMES)}")
+    spec = TABLES[table]
+    if method in spec.methods:
+        fields = _method_fields(method)
+    else:
+        fields = _extra_method_fields(table, method)
+    if setting not in spec.settings:
+        raise KeyError(
+            f"table {table} has no setting {setting!r}; it has: {', '.join(spec.settings)}"
+        )
+    if budget not in BUDGETS:
+        raise KeyError(f"unknown budget {budget!r}; known: {', '.join(BUDGETS)}")
+    k_shot = int(setting.split("-")[0])
+    return RunConfig(
+        table=table,
+        method=method,
+        setting=setting,
+        budget=BUDGETS[budget],
+        k_shot=k_shot,
+        meta_step=meta_step or meta_step_from_env(),
+        **fields,
+    )

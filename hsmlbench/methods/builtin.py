@@ -1,0 +1,53 @@
+"""The paper's methods, registered in ``hsmlbench.methods.registry`` (the one place methods are known),
+and ``build_model``, which builds any registered method, plugins included."""
+
+from __future__ import annotations
+
+from hsmlbench.domains.regression.configs import RunConfig
+from hsmlbench.methods.meta_learner import MetaLearner
+from hsmlbench.methods.registry import get_method, register_method
+
+
+def build_model(config: RunConfig) -> MetaLearner:
+    """A freshly initialized model for ``config`` (seed torch first for a reproducible init),
+    on the config's meta-step path."""
+    model = get_method(config.method).factory(config)
+    model.meta_step = config.meta_step
+    if getattr(config, "inner_grad_clamp", None) is not None:  # an ablation's override
+        model.inner_grad_clamp = config.inner_grad_clamp
+    return model
+
+
+@register_method("maml", label="MAML", builtin=True)
+def _maml(config: RunConfig) -> MetaLearner:
+    from hsmlbench.methods.maml import MAML
+
+    return MAML(config.inner_lr, config.second_order)
+
+
+@register_method("mumomaml", label="MUMOMAML", builtin=True)
+def _mumomaml(config: RunConfig) -> MetaLearner:
+    from hsmlbench.methods.mumomaml import MUMOMAML
+
+    return MUMOMAML(config.mumomaml, config.inner_lr, config.second_order)
+
+
+@register_method("hsml", label="HSML", builtin=True)
+def _hsml(config: RunConfig) -> MetaLearner:
+    from hsmlbench.methods.hsml import HSML
+
+    return HSML(config.hsml, config.inner_lr, config.second_order)
+
+
+def _continual_hsml(config: RunConfig) -> MetaLearner:
+    from hsmlbench.methods.continual import ContinualHSML
+
+    return ContinualHSML(config.hsml, config.continual, config.inner_lr, config.second_order)
+
+
+for _name, _label in (
+    ("hsml-s2", "HSML-S (2C)"),
+    ("hsml-s10", "HSML-S (10C)"),
+    ("hsml-d", "HSML-D"),
+):
+    register_method(_name, label=_label, builtin=True)(_continual_hsml)

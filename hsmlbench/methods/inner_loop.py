@@ -1,0 +1,59 @@
+"""The inner loop every method shares: plain SGD on each task's support loss (docs/PROTOCOL.md §3).
+
+Parameters carry a leading task dimension, and the support loss returns one value per task;
+differentiating the sum of those losses gives each task the gradient of its own loss, so the
+whole meta-batch adapts in one autograd call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from hsmlbench.methods.base_learners import Params
+
+PerTaskLoss = Callable[[Params], torch.Tensor]
+
+
+def inner_step(
+    params: Params,
+    support_loss: PerTaskLoss,
+    lr: float | Params,
+    *,
+    second_order: bool = True,
+    grad_clamp: float | None = None,
+) -> Params:
+    """One SGD step θ ← θ − α·∇L_support(θ) for every task at once.
+
+    ``lr`` is one α for every parameter, or one tensor per parameter (broadcast against it:
+    Meta-SGD's learned per-parameter rates).
+
+    ``second_order`` keeps the graph of the gradient (``create_graph``), so meta-gradients
+    include the Hessian terms of full MAML; forgetting it silently gives first-order MAML
+    (docs/PROTOCOL.md §5). ``grad_clamp`` clamps each gradient element to ±value (MUMOMAML).
+    """
+    losses = support_loss(params)
+    create_graph = second_order and torch.is_grad_enabled()
+    grads = torch.autograd.grad(losses.sum(), params, create_graph=create_graph)
+    if grad_clamp is not None:
+        grads = tuple(g.clamp(-grad_clamp, grad_clamp) for g in grads)
+    lrs = lr if isinstance(lr, tuple) else (lr,) * len(params)
+    return tuple(p - a * g for p, a, g in zip(params, lrs, grads))
+
+
+def adapt(
+    params: Params,
+    support_loss: PerTaskLoss,
+    lr: float | Params,
+    steps: int,
+    *,
+    second_order: bool = True,
+    grad_clamp: float | None = None,
+) -> Params:
+    """``steps`` inner SGD steps from ``params``."""
+    for _ in range(steps):
+        params = inner_step(
+            params, support_loss, lr, second_order=second_order, grad_clamp=grad_clamp
+        )
+    return params

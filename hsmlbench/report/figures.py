@@ -1,0 +1,293 @@
+"""The poster's qualitative figures, drawn from the raw result files only (never from models).
+
+- ``T1_fits.png``: for the first test task of each family, the true curve, the support points
+  and each method's prediction after the test-time inner steps.
+- ``T1_clusters.png``: HSML's mean level-1 and level-2 assignment per task family.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hsmlbench.atomic import write_bytes
+from hsmlbench.domains.regression.configs import BUDGETS, TABLES, run_config
+from hsmlbench.domains.regression.tasks import FAMILIES, evaluate_family
+from hsmlbench.report.paper_reference import METHOD_LABELS
+from hsmlbench.run.evaluation import evaluation_tasks
+
+COLOURS = {"maml": "tab:blue", "mumomaml": "tab:orange", "hsml": "tab:green"}
+
+
+def _raws(out_dir: Path, table: str, budget: str, seed: int = 0) -> list[dict]:
+    paths = sorted((Path(out_dir) / "runs" / table).glob(f"*-seed{seed}-{budget}.json"))
+    return [json.loads(p.read_text()) for p in paths]
+
+
+def _save(fig, path: Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=130, bbox_inches="tight")
+    write_bytes(path, buffer.getvalue())
+    return path
+
+
+def plot_fits(raws: list[dict], table: str, budget: str, path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = [s for s in TABLES[table].settings if any(r["setting"] == s for r in raws)]
+    if not settings:
+        return None
+    fig, axes = plt.subplots(
+        len(settings), len(FAMILIES), figsize=(16, 3.6 * len(settings)), squeeze=False
+    )
+    for row, setting in enumerate(settings):
+        tasks = evaluation_tasks(run_config(table, "maml", setting, budget))
+        for col, family in enumerate(FAMILIES):
+            ax = axes[row, col]
+            examples = [r for r in raws if r["setting"] == setting and family in r.get("fits", {})]
+            if not examples:
+                ax.set_axis_off()
+                continue
+            example = examples[0]["fits"][family]
+            grid = np.linspace(-5, 5, len(example["prediction"]))
+            i = example["task_index"]
+            truth = evaluate_family(
+                tasks.family[i : i + 1],
+                tasks.params[i : i + 1].double(),
+                torch.tensor(grid).view(1, -1, 1),
+                tasks.quadratic_form,
+            )[0, :, 0].numpy()
+            ax.plot(grid, truth, color="black", lw=2, label="true function")
+            for raw in examples:
+                fit = raw["fits"][family]
+                ax.plot(
+                    grid,
+                    fit["prediction"],
+                    color=COLOURS.get(raw["method"]),
+                    lw=1.5,
+                    ls="--",
+                    label=METHOD_LABELS.get(raw["method"], raw["method"]),
+                )
+            ax.scatter(
+                example["x_support"],
+                example["y_support"],
+                color="red",
+                zorder=5,
+                s=25,
+                label="support points",
+            )
+            ax.set_title(f"{family}, {setting}")
+            ax.set_xlim(-5, 5)
+    axes[0, 0].legend(fontsize=8, loc="best")
+    fig.suptitle(f"{table}: adapted predictions on one test task per family (budget {budget})")
+    path = _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def assignment_heatmap(fig, ax, matrix: np.ndarray, row_labels: list[str], title: str) -> None:
+    """Mean soft assignment (rows: task families or datasets; columns: clusters), annotated."""
+    image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(
+            j,
+            i,
+            f"{value:.2f}",
+            ha="center",
+            va="center",
+            color="white" if value < 0.6 else "black",
+            fontsize=9,
+        )
+    ax.set_yticks(range(len(row_labels)), row_labels)
+    ax.set_xticks(range(matrix.shape[1]), [f"cluster {k + 1}" for k in range(matrix.shape[1])])
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+
+
+def plot_clusters(raws: list[dict], table: str, budget: str, path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = TABLES[table].settings
+    hsml = sorted(
+        (r for r in raws if r.get("mean_assignments_by_family")),
+        key=lambda r: order.index(r["setting"]),
+    )
+    if not hsml:
+        return None
+    levels = ("level1", "level2")
+    fig, axes = plt.subplots(
+        len(hsml), 2, figsize=(12, 3.4 * len(hsml)), squeeze=False, constrained_layout=True
+    )
+    for row, raw in enumerate(hsml):
+        for col, level in enumerate(levels):
+            by_family = raw["mean_assignments_by_family"][level]
+            families = [f for f in FAMILIES if f in by_family]
+            matrix = np.array([by_family[f] for f in families])
+            assignment_heatmap(
+                fig,
+                axes[row, col],
+                matrix,
+                families,
+                f"{METHOD_LABELS.get(raw['method'], raw['method'])} {raw['setting']}: {level} assignment"
+                + _nmi_suffix(raw, level),
+            )
+    fig.suptitle(f"{table}: mean soft cluster assignment per task family (budget {budget})")
+    path = _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_growth(raws: list[dict], table: str, budget: str, path: Path) -> Path | None:
+    """Window query loss of each continual model, with family arrivals and cluster additions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hsmlbench.domains.regression.tasks import CONTINUAL_SCHEDULE
+
+    raws = [r for r in raws if r.get("window_query_loss")]
+    if not raws:
+        return None
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    colours = {"hsml-s2": "tab:blue", "hsml-s10": "tab:orange", "hsml-d": "tab:green"}
+    order = TABLES[table].methods
+    for raw in sorted(raws, key=lambda r: order.index(r["method"])):
+        points = np.array(raw["window_query_loss"])
+        ax.plot(
+            points[:, 0],
+            points[:, 1],
+            marker=".",
+            color=colours.get(raw["method"]),
+            label=METHOD_LABELS.get(raw["method"], raw["method"]),
+        )
+        for event in raw.get("events", []):
+            ax.axvline(event["iteration"], color=colours.get(raw["method"]), ls=":", lw=1.5)
+            ax.annotate(
+                f"+cluster ({event['n_clusters']})",
+                (event["iteration"], event["window_loss"]),
+                textcoords="offset points",
+                xytext=(4, 8),
+                fontsize=8,
+                color="tab:green",
+            )
+    for start, family in CONTINUAL_SCHEDULE:
+        if start > 0:
+            ax.axvline(start, color="grey", ls="--", lw=1)
+            ax.text(start, ax.get_ylim()[1], f" {family} joins", va="top", fontsize=9, color="grey")
+    ax.set_yscale("log")
+    ax.set_xlabel("meta-training iteration")
+    ax.set_ylabel("window mean post-adaptation query MSE")
+    ax.set_title(
+        f"{table}: continual stream, window losses (budget {budget}); dotted: cluster added"
+    )
+    ax.legend()
+    path = _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def write_figures(table: str, budget: str, out_dir: Path) -> list[Path]:
+    """Every figure of ``table`` that the finished runs allow."""
+    if budget not in BUDGETS:
+        return []
+    raws = _raws(out_dir, table, budget)
+    folder = Path(out_dir) / "figures"
+    if table == "T1":
+        written = [
+            plot_fits(raws, table, budget, folder / f"{table}_fits.png"),
+            plot_clusters(raws, table, budget, folder / f"{table}_clusters.png"),
+        ]
+    elif table == "T2":
+        written = [plot_growth(raws, table, budget, folder / f"{table}_growth.png")]
+    else:
+        written = []
+    return [p for p in written if p is not None]
+
+
+def growth_note(raws: list[dict]) -> str | None:
+    """Where HSML-D added clusters, and the window losses that triggered each addition."""
+    lines = []
+    for raw in raws:
+        for e in raw.get("events", []):
+            if e.get("event") == "cluster_added":
+                lines.append(
+                    f"{METHOD_LABELS.get(raw['method'], raw['method'])} seed {raw['seed']}: cluster "
+                    f"{e['n_clusters']} added at iteration {e['iteration']:,} (window loss "
+                    f"{e['window_loss']:.3f} vs previous {e['previous_window_loss']:.3f}, ratio {e['ratio']:.2f})"
+                )
+    growing = [r for r in raws if (r.get("config", {}).get("continual") or {}).get("grow")]
+    if not lines and not growing:
+        return None
+    if not lines:
+        return "HSML-D added no cluster in this run (the window loss never rose above μ times the previous window's)."
+    return "Cluster growth (`figures/T2_growth.png`):\n\n" + "\n".join(
+        f"- {line}" for line in lines
+    )
+
+
+def _nmi_suffix(raw: dict, level: str) -> str:
+    structure = raw.get("cluster_structure")
+    return f" (NMI {structure['nmi']:.2f})" if structure and level == "level1" else ""
+
+
+def cluster_structure_note(raws: list[dict]) -> str | None:
+    """Per seed: how well the level-1 clusters separate the task families (NMI, top weights)."""
+    lines = []
+    for raw in raws:
+        structure = raw.get("cluster_structure")
+        if not structure:
+            continue
+        weights = ", ".join(
+            f"{family} {weight:.2f} (cluster {structure['top_cluster'][family]})"
+            for family, weight in structure["top_weight"].items()
+        )
+        label = METHOD_LABELS.get(raw["method"], raw["method"])
+        lines.append(
+            f"- {label} {raw['setting']}, seed {raw['seed']}: NMI {structure['nmi']:.3f}; "
+            f"mean top weight per family: {weights}"
+        )
+    if not lines:
+        return None
+    return (
+        "Cluster structure over the test tasks: normalized mutual information between a "
+        "task's family and its most weighted level-1 cluster (1: each family has clusters of "
+        "its own; 0: the cluster says nothing about the family), and per family the largest "
+        "weight of its mean level-1 assignment (1/K: no preference).\n\n" + "\n".join(lines)
+    )
+
+
+def cluster_note(raws: list[dict], table: str = "T1") -> str | None:
+    """A sentence for the table's markdown saying what the cluster heatmap shows, from data."""
+    if table != "T1":
+        return None
+    parts, n_clusters = [], None
+    for raw in raws:
+        by_family = (raw.get("mean_assignments_by_family") or {}).get("level1")
+        if not by_family:
+            continue
+        n_clusters = len(next(iter(by_family.values())))
+        described = ", ".join(
+            f"{family} → cluster {int(np.argmax(v)) + 1} ({max(v):.2f})"
+            for family, v in by_family.items()
+        )
+        parts.append(f"{raw['setting']}: {described}")
+    if not parts:
+        return None
+    return (
+        "Cluster interpretation (`figures/T1_clusters.png`): HSML's mean level-1 soft assignment "
+        "per task family, over the test tasks; each family's most used cluster and its mean "
+        "weight: " + "; ".join(parts) + ". A weight near 1 means the family has a cluster of its "
+        f"own; near 1/K (here 1/{n_clusters}) means the tree does not "
+        "separate it."
+    )

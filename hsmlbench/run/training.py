@@ -1,0 +1,279 @@
+"""Meta-training with Adam, atomic checkpoints, exact resume and a stop on non-finite loss.
+
+A run directory holds ``checkpoint.pt`` (latest), and ``train_log.json`` (per-iteration
+losses of the finished run). Resuming restores the model, the optimizer, the task generator and
+the loss history, so a resumed run ends with exactly the parameters of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from hsmlbench.atomic import save_torch, set_aside
+from hsmlbench.domains.regression.configs import RunConfig
+from hsmlbench.domains.regression.tasks import FAMILIES, active_families, sample_tasks
+from hsmlbench.methods.builtin import build_model
+from hsmlbench.methods.meta_learner import MetaLearner
+from hsmlbench.progress import Progress
+from hsmlbench.seeding import seed_everything, task_generator
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The meta-loss became NaN or inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    model: MetaLearner
+    losses: list[float]  # meta-loss per iteration
+    query_losses: list[float]  # mean post-adaptation query MSE per iteration
+    wall_time_s: float
+    events: list[dict] = field(default_factory=list)  # e.g. clusters added (continual HSML)
+    meta_step: str = (
+        "autograd"  # what computed the meta-step (MetaLearner.meta_step_implementation)
+    )
+
+
+def _training_seed(seed: int) -> int:
+    """Training tasks use a stream distinct from the evaluation seed."""
+    return 1_000_003 * (seed + 1)
+
+
+def _families_at(config: RunConfig, iteration: int) -> tuple[str, ...]:
+    return active_families(iteration) if config.continual is not None else FAMILIES
+
+
+# A run shorter than this keeps the fast meta-step uncompiled: compiling costs 20-40 s on a
+# 2-core CPU, more than it saves over a few hundred iterations (same math either way).
+MIN_ITERATIONS_TO_COMPILE = 1_000
+
+
+def clip_outer_gradient(model: MetaLearner, max_norm: float, groups: str | None) -> None:
+    """Clips the meta-gradient's norm to ``max_norm``: all parameters as one vector ("joint",
+    None), or the base learner's θ0 and everything else (task encoder, heads) each on its own
+    ("separate", as the MUMOMAML authors' code does)."""
+    if groups in (None, "joint"):
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        return
+    if groups != "separate":
+        raise ValueError(f"outer_clip_groups={groups!r}: choose 'joint' or 'separate'")
+    base = (
+        {id(p) for p in model.theta0.parameters()}
+        if isinstance(model.theta0, torch.nn.Module)
+        else {id(model.theta0)}
+    )
+    learner = [p for p in model.parameters() if id(p) in base]
+    rest = [p for p in model.parameters() if id(p) not in base]
+    for group in (learner, rest):
+        if group:
+            torch.nn.utils.clip_grad_norm_(group, max_norm)
+
+
+def make_optimizer(model: MetaLearner, config: RunConfig) -> torch.optim.Optimizer:
+    """One Adam over everything (docs/PROTOCOL.md §3); growing models split it into groups.
+
+    The fast meta-step takes torch's fused Adam (one kernel for every parameter, the same
+    update rule); the autograd path keeps the default implementation, as before."""
+    groups = model.optimizer_groups() if hasattr(model, "optimizer_groups") else model.parameters()
+    fused = getattr(config, "meta_step", "autograd") == "fast"
+    return torch.optim.Adam(groups, lr=config.outer_lr, fused=fused or None)
+
+
+def load_checkpoint(
+    checkpoint: Path | None,
+    config,
+    seed: int,
+    model,
+    optimizer: torch.optim.Optimizer,
+    optimizer_factory,
+    map_location=None,
+) -> tuple[dict, torch.optim.Optimizer]:
+    """Restores model and optimizer from ``checkpoint`` for ``--resume``; returns the raw state
+    (iteration, loss history, RNG states) and the optimizer, rebuilt when the model grew.
+
+    Refuses a checkpoint of another run (different config or seed) or a missing one, naming the fix.
+    """
+    previous = previous_checkpoint(checkpoint) if checkpoint is not None else None
+    if checkpoint is None or not (checkpoint.exists() or (previous and previous.exists())):
+        raise FileNotFoundError(
+            f"--resume: no checkpoint at {checkpoint}; start the run without --resume"
+        )
+    state = _read_checkpoint(checkpoint, map_location)
+    if state is None and previous.exists():
+        state = _read_checkpoint(previous, map_location)
+        if state is not None:
+            print(
+                f"hsmlbench: resuming from the previous checkpoint {previous} "
+                f"(iteration {state['iteration']})",
+                file=sys.stderr,
+                flush=True,
+            )
+    if state is None:
+        print(
+            f"hsmlbench: no readable checkpoint in {checkpoint.parent}; training from scratch",
+            file=sys.stderr,
+            flush=True,
+        )
+        return None, optimizer
+    if not config.matches(state["config"]) or state["seed"] != seed:
+        raise ValueError(
+            f"{checkpoint} belongs to another run (different config or seed); "
+            "use another run directory or drop --resume"
+        )
+    if hasattr(model, "load_growth_state"):
+        model.load_growth_state(state.get("growth", {}))
+        optimizer = optimizer_factory(model, config)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return state, optimizer
+
+
+CHECKPOINT_KEYS = ("config", "seed", "iteration", "model", "optimizer", "torch_rng")
+
+
+def previous_checkpoint(path: Path) -> Path:
+    """Where the checkpoint before the latest is kept until the latest is safely written."""
+    return path.with_name(path.stem + ".previous" + path.suffix)
+
+
+def _read_checkpoint(path: Path, map_location=None) -> dict | None:
+    """The checkpoint's state, or None after setting an unreadable one aside (named)."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, weights_only=False, map_location=map_location)
+        missing = [k for k in CHECKPOINT_KEYS if k not in state]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
+    except Exception as error:  # noqa: BLE001 - truncated, empty, random bytes, wrong object
+        set_aside(path, f"not a readable checkpoint ({type(error).__name__})")
+        return None
+    return state
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    """The new checkpoint is written atomically; the one before is kept as
+    ``checkpoint.previous.pt`` so that a damaged latest one still leaves a good one."""
+    if path.exists():
+        os.replace(path, previous_checkpoint(path))
+    save_torch(path, state)
+
+
+def train(
+    config: RunConfig,
+    seed: int,
+    run_dir: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Meta-trains ``config.method`` for ``config.budget.iterations`` iterations.
+
+    ``run_dir`` enables checkpoints every ``budget.checkpoint_every`` iterations (and at the
+    end); ``resume`` continues from its checkpoint. ``stop_after`` ends early after that many
+    iterations (tests use it to simulate an interruption).
+    """
+    seed_everything(seed)
+    model = build_model(config)
+    if config.budget.iterations < MIN_ITERATIONS_TO_COMPILE:
+        model.compile_meta_step = False
+    optimizer = make_optimizer(model, config)
+    generator = task_generator(_training_seed(seed))
+    losses: list[float] = []
+    query_losses: list[float] = []
+    events: list[dict] = []
+    start, elapsed_before = 0, 0.0
+    previous_meta_step = None  # what computed the iterations before a resume
+    checkpoint = Path(run_dir) / CHECKPOINT if run_dir is not None else None
+
+    state = None
+    if resume:
+        state, optimizer = load_checkpoint(
+            checkpoint, config, seed, model, optimizer, make_optimizer
+        )
+    if state is not None:
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        start, losses, query_losses = state["iteration"], state["losses"], state["query_losses"]
+        events, elapsed_before = state.get("events", []), state.get("wall_time_s", 0.0)
+        previous_meta_step = state.get("meta_step")
+
+    total = config.budget.iterations
+    end = total if stop_after is None else min(total, stop_after)
+    bar = Progress(config.job_name + f" seed {seed}", total, start, enabled=progress)
+    t0 = time.perf_counter()
+
+    def snapshot(iteration: int) -> dict:
+        return {
+            "config": config.to_dict(),
+            "seed": seed,
+            "iteration": iteration,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "losses": losses,
+            "query_losses": query_losses,
+            "events": events,
+            "meta_step": meta_step_record(model, previous_meta_step),
+            "growth": model.growth_state() if hasattr(model, "growth_state") else {},
+            "wall_time_s": elapsed_before + time.perf_counter() - t0,
+        }
+
+    model.train()
+    for iteration in range(start, end):
+        batch = sample_tasks(
+            config.meta_batch,
+            config.k_shot,
+            config.n_query,
+            generator,
+            _families_at(config, iteration),
+            config.quadratic_form,
+        )
+        loss, query = model.meta_loss(batch, config.inner_steps_train)
+        loss_value = loss.item()
+        if not torch.isfinite(loss):
+            where = (
+                f"the last good checkpoint is {checkpoint}"
+                if checkpoint is not None and checkpoint.exists()
+                else "no checkpoint was written yet"
+            )
+            raise NonFiniteLossError(
+                f"{config.job_name} seed {seed}: meta-loss is {loss_value} at iteration "
+                f"{iteration}; {where}. Lower the outer learning rate or check the task data."
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.outer_grad_clip is not None:
+            clip_outer_gradient(model, config.outer_grad_clip, config.outer_clip_groups)
+        optimizer.step()
+        losses.append(loss_value)
+        query_losses.append(query.mean().item())
+        if hasattr(model, "after_iteration"):
+            optimizer = model.after_iteration(iteration, query_losses, optimizer, events)
+        bar.update(iteration + 1, loss_value)
+        done = iteration + 1
+        if checkpoint is not None and (done % config.budget.checkpoint_every == 0 or done == end):
+            _save_checkpoint(checkpoint, snapshot(done))
+    bar.close(end, losses[-1] if losses else float("nan"))
+    wall = elapsed_before + time.perf_counter() - t0
+    return TrainResult(
+        model, losses, query_losses, wall, events, meta_step_record(model, previous_meta_step)
+    )
+
+
+def meta_step_record(model: MetaLearner, before_resume: str | None) -> str:
+    """What computed this run's meta-steps, across resumes: a process that resumed a finished
+    checkpoint ran none, and one whose compiler failed after a resume ran another way."""
+    now = model.meta_step_implementation if model.meta_step_called else None
+    if before_resume is None or now in (None, before_resume):
+        return now or before_resume or model.meta_step_implementation
+    return f"{before_resume}; after resuming: {now}"
