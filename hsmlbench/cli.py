@@ -1,8 +1,10 @@
-"""Command line: ``hsmlbench reproduce | train | evaluate | report | data``.
+"""Command line: ``hsmlbench reproduce | train | evaluate | report | data``, for every table.
 
-Bad arguments end with one line on stderr and exit code 2, before anything is written.
-``reproduce`` exits 3 when some job of the grid failed (after writing the tables of the jobs
-that finished; re-running the same command retries only the failed and missing jobs).
+Exit codes (README "Exit codes"): 0 all done; 1 a data problem (``data check``/``prepare``);
+2 bad arguments, one line on stderr, before anything is written; 3 a job of the grid failed
+(the tables of the finished jobs are written; re-running retries only the failed and missing
+jobs); 4 cells skipped by the run-time projection; 5 jobs not run because their data is
+missing. When several apply, the lowest of 3, 5, 4 wins (a failure says the most).
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hsmlbench.domains.regression.configs import BUDGETS, TABLES
+from hsmlbench.domains.regression.configs import BUDGETS
 
+EXIT_DATA = 1
 EXIT_USAGE = 2
 EXIT_INCOMPLETE = 3
+EXIT_SKIPPED = 4
+EXIT_NOT_RUN = 5
 
 
 class UsageError(Exception):
@@ -50,9 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     rep = sub.add_parser("reproduce", help="run a grid of table cells and write the tables")
-    rep.add_argument(
-        "--tables", nargs="+", default=["T1"], help=f"any of {', '.join(TABLES)}, T3, T4"
-    )
+    rep.add_argument("--tables", nargs="+", default=["T1"], help="any of T1, T2, T3, T4")
     rep.add_argument("--methods", nargs="+", help="default: every method of each table")
     rep.add_argument("--settings", nargs="+", help="e.g. 5-shot; default: every setting")
     rep.add_argument("--budget", default="quick", help=f"one of {', '.join(BUDGETS)}")
@@ -65,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
     _plugin_argument(rep)
-    from hsmlbench.domains.images.cli import add_data_commands, add_reproduce_arguments
+    from hsmlbench.domains.images.data_commands import add_data_commands, add_reproduce_arguments
 
     add_reproduce_arguments(rep)  # --dataset real|synthetic, --data-root (T3, T4)
     rep.add_argument(
@@ -89,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train one table cell, with checkpoints")
     _cell_arguments(tr)
+    tr.add_argument("--data-root", type=Path, help="T3/T4: the folder holding meta-dataset/")
     tr.add_argument("--run-dir", type=Path, required=True)
     tr.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
     tr.add_argument("--quiet", action="store_true")
@@ -96,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="evaluate a trained cell on its fixed test tasks")
     _cell_arguments(ev)
+    ev.add_argument("--data-root", type=Path, help="T3/T4: the folder holding meta-dataset/")
     ev.add_argument("--run-dir", type=Path, required=True)
     ev.add_argument("--out", type=Path, required=True, help="raw per-task result (JSON)")
     _plugin_argument(ev)
@@ -126,7 +131,7 @@ def _plugin_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _cell_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--table", default="T1")
+    parser.add_argument("--table", default="T1", help="T1, T2, T3, T4, T3-synthetic, ...")
     parser.add_argument("--method", required=True)
     parser.add_argument("--setting", default="5-shot")
     parser.add_argument("--budget", default="quick")
@@ -134,12 +139,33 @@ def _cell_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args):
-    from hsmlbench.domains.regression.configs import run_config
+    from hsmlbench.domains import run_config
 
     try:
         return run_config(args.table, args.method, args.setting, args.budget)
     except KeyError as error:
         raise UsageError(error.args[0]) from None
+
+
+def _tables(args) -> list[str]:
+    """The requested tables, ``--dataset synthetic`` turning T3/T4 into their synthetic twins."""
+    from hsmlbench.domains import domain_for
+    from hsmlbench.domains.images.data_commands import DATASET_CHOICES, synthetic_table
+
+    if args.dataset not in DATASET_CHOICES:
+        raise UsageError(f"--dataset {args.dataset!r}: choose real or synthetic")
+    if args.dataset == "real":
+        return list(dict.fromkeys(args.tables))
+    tables = []
+    for table in args.tables:
+        try:
+            image = domain_for(table).name == "images"
+        except KeyError as error:
+            raise UsageError(error.args[0]) from None
+        tables.append(synthetic_table(table) if image else table)
+    if tables == list(args.tables):
+        raise UsageError("--dataset synthetic applies to the image tables T3 and T4 only")
+    return list(dict.fromkeys(tables))
 
 
 def _reproduce(args) -> int:
@@ -151,6 +177,7 @@ def _reproduce(args) -> int:
         import_ray,
         start_pool_server,
     )
+    from hsmlbench.run.grid import plan, reproduce
 
     if args.seeds < 1:
         raise UsageError(f"--seeds {args.seeds}: need at least 1")
@@ -160,16 +187,9 @@ def _reproduce(args) -> int:
         raise UsageError("--jobs is for --executor local; Ray places jobs by the cluster's CPUs")
     if args.executor != "ray" and args.address is not None:
         raise UsageError("--address needs --executor ray")
-    if args.executor == "local" and args.jobs != 1 and any(t in TABLES for t in args.tables):
-        start_pool_server(JOB_MODULES)  # its imports run beside this process's, not after
-
-    from hsmlbench.domains.images.cli import plan_images, run_image_jobs, split_tables
-    from hsmlbench.run.grid import plan, reproduce
-
-    tables, image_tables = split_tables(args.tables, args.dataset)  # T3/T4 run elsewhere
+    tables = _tables(args)
     try:
         jobs = plan(tables, args.methods, args.seeds, args.budget, args.settings)
-        image_jobs = plan_images(image_tables, args.methods, args.seeds, args.budget, args.settings)
         if args.executor == "ray" and jobs:
             import_ray()
     except KeyError as error:
@@ -178,11 +198,8 @@ def _reproduce(args) -> int:
         raise UsageError(str(error)) from None
     out = args.out or default_out_dir(args.budget)
     _check_writable(out)
-    if image_jobs:  # serially in this process (one GPU job at a time), before the grid
-        for path in run_image_jobs(image_jobs, args, out):
-            print(f"wrote {path}")
-    if not jobs:
-        return 0
+    if args.executor == "local" and args.jobs != 1 and len(jobs) > 1:
+        start_pool_server(JOB_MODULES)  # its imports run beside this process's, not after
     report = reproduce(
         jobs,
         out,
@@ -192,30 +209,70 @@ def _reproduce(args) -> int:
         workers=args.jobs,
         executor=args.executor,
         address=args.address,
+        data_root=args.data_root,
     )
     for path in report.written:
         print(f"wrote {path}")
-    if report.complete:
-        return 0
-    print(
-        f"hsmlbench: {len(report.failed)} of {report.total} jobs failed; the tables show the "
-        f"{report.finished} that finished. Re-run the same command to retry them.",
-        file=sys.stderr,
-    )
-    for job, error, traceback_file in report.failed:
-        print(f"  {job.name}: {error} (traceback: {traceback_file})", file=sys.stderr)
-    return EXIT_INCOMPLETE
+    return _grid_exit_code(report)
+
+
+def _grid_exit_code(report) -> int:
+    """3 if a job failed, else 5 if a job could not run for missing data, else 0."""
+    if report.failed:
+        print(
+            f"hsmlbench: {len(report.failed)} of {report.total} jobs failed; the tables show the "
+            f"{report.finished} that finished. Re-run the same command to retry them.",
+            file=sys.stderr,
+        )
+        for job, error, traceback_file in report.failed:
+            print(f"  {job.name}: {error} (traceback: {traceback_file})", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    if report.not_run:
+        print(
+            f"hsmlbench: {len(report.not_run)} of {report.total} jobs did not run: their data "
+            "is missing (the tables say which and how to get it; then `hsmlbench data check`)",
+            file=sys.stderr,
+        )
+        return EXIT_NOT_RUN
+    return 0
+
+
+def _check_data(config, args) -> None:
+    """A cell whose data is missing stops before anything is written, naming what is missing."""
+    from hsmlbench.domains import domain_for
+
+    domain = domain_for(config.table)
+    problems = domain.data_problems(config, args.data_root)
+    if problems:
+        raise DataMissing(domain.not_run_fields(config, problems, args.data_root)["reason"])
+
+
+class DataMissing(Exception):
+    """A table cell's data is not there: one line, exit code 5."""
 
 
 def _train(args) -> int:
-    from hsmlbench.run.training import CHECKPOINT, train
+    from hsmlbench.run.training import CHECKPOINT, previous_checkpoint, train
 
     config = _config(args)
+    checkpoint = args.run_dir / CHECKPOINT
+    if args.resume and not (checkpoint.exists() or previous_checkpoint(checkpoint).exists()):
+        raise UsageError(
+            f"--resume: no checkpoint in {args.run_dir}; start the run without --resume"
+        )
+    _check_data(config, args)
     _check_writable(args.run_dir)
-    result = train(config, args.seed, args.run_dir, resume=args.resume, progress=not args.quiet)
+    result = train(
+        config,
+        args.seed,
+        args.run_dir,
+        resume=args.resume,
+        progress=not args.quiet,
+        data_root=args.data_root,
+    )
     print(
         f"trained {config.job_name} seed {args.seed}: {len(result.losses)} iterations, "
-        f"{result.wall_time_s:.0f} s; checkpoint {args.run_dir / CHECKPOINT}"
+        f"{result.wall_time_s:.0f} s; checkpoint {checkpoint}"
     )
     return 0
 
@@ -250,6 +307,7 @@ def _check_finished(checkpoint: Path, config, args) -> None:
 
 def _evaluate(args) -> int:
     from hsmlbench.atomic import write_json
+    from hsmlbench.domains import domain_for
     from hsmlbench.report.statistics import mean_ci95
     from hsmlbench.run.evaluation import evaluate
     from hsmlbench.run.training import train
@@ -259,27 +317,38 @@ def _evaluate(args) -> int:
     if not checkpoint.exists():
         raise UsageError(f"no checkpoint in {args.run_dir}; run `hsmlbench train` first")
     _check_finished(checkpoint, config, args)
+    if args.out.is_dir():
+        raise UsageError(
+            f"--out {args.out} is a folder; give a file name, e.g. {args.out}/raw.json"
+        )
+    _check_data(config, args)
     _check_writable(args.out.parent)
+    domain = domain_for(config.table)
     # Loading a finished checkpoint through train(resume=True) runs no further iterations.
-    trained = train(config, args.seed, args.run_dir, resume=True, progress=False)
-    result = evaluate(trained.model, config)
-    mean, ci = mean_ci95(result.headline)
-    write_json(
-        args.out,
-        {
-            "method": config.method,
-            "setting": config.setting,
-            "seed": args.seed,
-            "budget": config.budget.name,
-            "n_tasks": int(result.headline.size),
-            "mean": mean,
-            "ci95": ci,
-            "per_task": result.headline.tolist(),
-            "per_step_mean": result.curve.mean(axis=0).tolist(),
-        },
+    trained = train(
+        config, args.seed, args.run_dir, resume=True, progress=False, data_root=args.data_root
     )
-    print(f"{config.job_name} seed {args.seed}: {mean:.4f} ± {ci:.4f} → {args.out}")
+    results = evaluate(trained.model, config, args.data_root, domain.device())
+    record = {
+        "table": config.table,
+        "method": config.method,
+        "setting": config.setting,
+        "seed": args.seed,
+        "budget": config.budget.name,
+    }
+    for name, result in results.items():
+        mean, ci = mean_ci95(result.headline)
+        label = f" {result_label(config, name)}" if name else ""
+        print(f"{config.job_name} seed {args.seed}{label}: {mean:.4f} ± {ci:.4f}")
+        if not name:
+            record |= {"n_tasks": int(result.headline.size), "mean": mean, "ci95": ci}
+    write_json(args.out, record | domain.job_fields(config, trained, results))
+    print(f"wrote {args.out}")
     return 0
+
+
+def result_label(config, name: str) -> str:
+    return config.dataset_label(name) if hasattr(config, "dataset_label") else name
 
 
 def _report(args) -> int:
@@ -305,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    from hsmlbench.domains.images.cli import run_data_command
+    from hsmlbench.domains.images.data_commands import run_data_command
 
     handler = {
         "reproduce": _reproduce,
@@ -326,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"hsmlbench: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except DataMissing as error:
+        print(f"hsmlbench: data missing: {error}", file=sys.stderr)
+        return EXIT_NOT_RUN
     except KeyboardInterrupt:
         print(
             "\nhsmlbench: interrupted; re-run the same command to resume from the last checkpoint",

@@ -15,8 +15,7 @@ from hsmlbench.cli import default_out_dir
 from hsmlbench.domains.images.bench import check_against_per_task_loop, meta_iteration
 from hsmlbench.domains.images.configs import IMAGE_TABLES, image_run_config
 from hsmlbench.report.image_figures import write_image_figures
-from hsmlbench.run.grid import Job
-from hsmlbench.run.image_grid import run_image_job, write_image_table
+from hsmlbench.run.grid import Job, run_job, write_table
 
 _MEANS: dict[str, float] = {}
 
@@ -24,7 +23,7 @@ _MEANS: dict[str, float] = {}
 def _run_cell(benchmark, table, method, budget):
     job = Job(table, method, "1-shot", 0, budget)
     raw = benchmark.pedantic(
-        run_image_job,
+        run_job,
         args=(job, default_out_dir(budget), "runs"),
         kwargs={"progress": False},
         rounds=1,
@@ -53,9 +52,7 @@ def test_T3_synthetic_cell(benchmark, budget, method):
 @pytest.mark.parametrize("table", ["T3", "T3-synthetic"])
 def test_T3_table_and_comparisons(benchmark, budget, table):
     out = default_out_dir(budget)
-    _, md_path = benchmark.pedantic(
-        write_image_table, args=(table, budget, out), rounds=1, iterations=1
-    )
+    _, md_path = benchmark.pedantic(write_table, args=(table, budget, out), rounds=1, iterations=1)
     write_image_figures(table, budget, out)
     text = md_path.read_text()
     assert budget in text

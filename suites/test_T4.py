@@ -7,14 +7,13 @@ import pytest
 from hsmlbench.cli import default_out_dir
 from hsmlbench.domains.images.configs import IMAGE_TABLES
 from hsmlbench.report.image_figures import write_image_figures
-from hsmlbench.run.grid import Job
-from hsmlbench.run.image_grid import run_image_job, write_image_table
+from hsmlbench.run.grid import Job, run_job, write_table
 
 
 def _run_cell(benchmark, table, method, budget):
     job = Job(table, method, "1-shot", 0, budget)
     raw = benchmark.pedantic(
-        run_image_job,
+        run_job,
         args=(job, default_out_dir(budget), "runs"),
         kwargs={"progress": False},
         rounds=1,
@@ -46,9 +45,7 @@ def test_T4_synthetic_cell(benchmark, budget, method):
 @pytest.mark.parametrize("table", ["T4", "T4-synthetic"])
 def test_T4_table_and_comparisons(benchmark, budget, table):
     out = default_out_dir(budget)
-    _, md_path = benchmark.pedantic(
-        write_image_table, args=(table, budget, out), rounds=1, iterations=1
-    )
+    _, md_path = benchmark.pedantic(write_table, args=(table, budget, out), rounds=1, iterations=1)
     write_image_figures(table, budget, out)
     text = md_path.read_text()
     assert budget in text and "hsml-d better than mumomaml" in text

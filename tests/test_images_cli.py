@@ -1,11 +1,12 @@
-"""The image command line: ``data check``, ``data prepare``, and T3/T4 runs end to end."""
+"""The command line on the image tables: ``data check``, ``data prepare``, and T3/T4 runs end
+to end through the same grid as regression."""
 
 import json
 
 import pytest
 import torch
 
-from hsmlbench.domains.images.cli import main
+from hsmlbench.cli import EXIT_NOT_RUN, main
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -55,7 +56,7 @@ def test_data_commands_report_errors_in_one_line(tmp_path, capsys, monkeypatch):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["reproduce", "--tables", "T9"], "not an image table: T9"),
+        (["reproduce", "--tables", "T9"], "unknown table 'T9'"),
         (["reproduce", "--tables", "T3", "--methods", "reptile"], "no method 'reptile'"),
         (["reproduce", "--tables", "T3", "--dataset", "imagenet"], "choose real or synthetic"),
         (["reproduce", "--tables", "T3", "--budget", "huge"], "unknown budget 'huge'"),
@@ -87,7 +88,8 @@ def test_without_data_the_real_table_is_written_with_each_cell_not_run(tmp_path,
         str(tmp_path / "w"),
         "--quiet",
     ]
-    assert main(argv) == 0
+    assert main(argv) == EXIT_NOT_RUN
+    assert "2 of 2 jobs did not run: their data is missing" in capsys.readouterr().err
     md = (out / "T3.md").read_text()
     for method in ("maml", "hsml"):
         for label, folder in (("Bird", "CUB_Bird"), ("Fungi", "FGVCx_Fungi")):
@@ -144,5 +146,30 @@ def test_synthetic_T3_and_T4_run_end_to_end_through_the_cli(tmp_path, capsys):
     assert raw["per_dataset"]["shapes"]["per_step_mean"][-1] >= 0
     assert len(raw["train_query_accuracy"]) == 12
     # a second run reuses the finished jobs
+    capsys.readouterr()
     assert main(["reproduce", "--tables", "T4", "--methods", "hsml-d", *common]) == 0
-    assert "Shapes (synthetic)" in capsys.readouterr().out
+    assert "1 finished already (same config, seed, code)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_train_then_evaluate_work_for_an_image_table(tmp_path, capsys):
+    """``train`` and ``evaluate`` are the pipeline's, for every table: a synthetic T3 cell
+    trains, then evaluates to one raw file holding each dataset's per-task accuracies."""
+    cell = ["--table", "T3-synthetic", "--method", "maml", "--setting", "1-shot"]
+    cell += ["--budget", "smoke", "--run-dir", str(tmp_path / "run")]
+    assert main(["train", *cell, "--quiet"]) == 0
+    out = tmp_path / "raw.json"
+    assert main(["evaluate", *cell, "--out", str(out)]) == 0
+    raw = json.loads(out.read_text())
+    assert set(raw["per_dataset"]) == {"shapes", "gratings", "dots", "clouds"}
+    assert all(len(c["per_task"]) == c["n_tasks"] == 30 for c in raw["per_dataset"].values())
+    assert "Shapes (synthetic): " in capsys.readouterr().out
+
+
+def test_train_of_a_real_image_table_without_data_is_one_line_and_writes_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    cell = ["--table", "T3", "--method", "maml", "--setting", "1-shot", "--budget", "smoke"]
+    code = main(["train", *cell, "--run-dir", str(run), "--data-root", str(tmp_path / "none")])
+    err = capsys.readouterr().err.strip()
+    assert code == EXIT_NOT_RUN and len(err.splitlines()) == 1 and "dataset not found" in err
+    assert not run.exists()

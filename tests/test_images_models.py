@@ -1,6 +1,7 @@
 """The image learners (docs/PROTOCOL.md §4) against independent references, at tiny image sizes."""
 
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from hsmlbench.configs import Budget
 from hsmlbench.domains.images.base_learner import cross_entropy_sum_over_k
 from hsmlbench.domains.images.configs import ImageContinualSettings, image_run_config
 from hsmlbench.domains.images.continual import active_datasets, should_grow
+from hsmlbench.domains.images.domain import ImageDomain
 from hsmlbench.domains.images.encoders import ImageFeatureCNN
 from hsmlbench.domains.images.episodes import EpisodeSampler, episode_generator
 from hsmlbench.domains.images.models import ImageHSML, build_image_model
@@ -20,7 +22,7 @@ from hsmlbench.domains.images.per_task_reference import (
 from hsmlbench.domains.images.synthetic import SYNTHETIC_DOMAINS, synthetic_split
 from hsmlbench.methods.continual import GrowableClusterTree
 from hsmlbench.methods.inner_loop import inner_step
-from hsmlbench.run.image_training import meta_step, train_image_model
+from hsmlbench.run.training import train
 
 SIZE = 16  # the smallest side that survives four 2×2 max-pools
 
@@ -121,6 +123,12 @@ def test_inner_step_descends_sum_ce_over_k_with_alpha(train_splits):
     grads = torch.autograd.grad(loss, theta)
     for new, old, g in zip(stepped, theta, grads):
         torch.testing.assert_close(new[1], old - 0.01 * g)
+
+
+def meta_step(model, b, steps: int, task_chunk):
+    """The image domain's forward and backward of one meta-batch."""
+    settings = SimpleNamespace(inner_steps_train=steps, task_chunk=task_chunk)
+    return ImageDomain().meta_step(model, b, settings)
 
 
 @pytest.mark.parametrize("method", ["hsml", "mumomaml"])
@@ -251,13 +259,9 @@ def test_resumed_training_with_a_growth_ends_where_an_uninterrupted_run_ends(
         budget=Budget("test", 6, 5, 2, "test"),
         continual=ImageContinualSettings(grow=True, drop_ratio=100.0),  # grow at every window end
     )
-    whole = train_image_model(cfg, 0, train_splits, tmp_path / "a", progress=False, device="cpu")
-    train_image_model(
-        cfg, 0, train_splits, tmp_path / "b", progress=False, stop_after=4, device="cpu"
-    )
-    resumed = train_image_model(
-        cfg, 0, train_splits, tmp_path / "b", resume=True, progress=False, device="cpu"
-    )
+    whole = train(cfg, 0, tmp_path / "a", progress=False, device="cpu")
+    train(cfg, 0, tmp_path / "b", progress=False, stop_after=4, device="cpu")
+    resumed = train(cfg, 0, tmp_path / "b", resume=True, progress=False, device="cpu")
     assert (
         [e["iteration"] for e in whole.events] == [4, 6] == [e["iteration"] for e in resumed.events]
     )

@@ -1,3 +1,36 @@
 """Domains: what a task is. Each says how meta-batches and the fixed test tasks are drawn, its
 base learner, loss and metric, and its tables; training, evaluation, the grid and the CLI
 (``hsmlbench.run``, ``hsmlbench.cli``) are written once and take a domain object."""
+
+from __future__ import annotations
+
+import functools
+
+
+@functools.cache
+def domains() -> dict:
+    """Every domain by name (imported on first use: the image domain pulls in its data code)."""
+    from hsmlbench.domains.images.domain import ImageDomain
+    from hsmlbench.domains.regression.domain import RegressionDomain
+
+    return {"regression": RegressionDomain(), "images": ImageDomain()}
+
+
+def all_tables() -> dict:
+    """Table name → its ``TableSpec``, over every domain (T1, T2, T3, T4 and the synthetic
+    image tables)."""
+    return {name: spec for d in domains().values() for name, spec in d.tables.items()}
+
+
+def domain_for(table: str):
+    """The domain of ``table``; KeyError naming every known table otherwise."""
+    for domain in domains().values():
+        if table in domain.tables:
+            return domain
+    known = ", ".join(name for name in all_tables() if not name.endswith("-synthetic"))
+    raise KeyError(f"unknown table {table!r}; known: {known}")
+
+
+def run_config(table: str, method: str, setting: str, budget: str):
+    """The config of one table cell at a budget, from the table's domain."""
+    return domain_for(table).run_config(table, method, setting, budget)

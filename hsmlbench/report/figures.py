@@ -16,9 +16,9 @@ import torch
 
 from hsmlbench.atomic import write_bytes
 from hsmlbench.domains.regression.configs import BUDGETS, TABLES, run_config
+from hsmlbench.domains.regression.domain import evaluation_tasks
 from hsmlbench.domains.regression.tasks import FAMILIES, evaluate_family
 from hsmlbench.report.paper_reference import METHOD_LABELS
-from hsmlbench.run.evaluation import evaluation_tasks
 
 COLOURS = {"maml": "tab:blue", "mumomaml": "tab:orange", "hsml": "tab:green"}
 
@@ -198,7 +198,12 @@ def plot_growth(raws: list[dict], table: str, budget: str, path: Path) -> Path |
 
 
 def write_figures(table: str, budget: str, out_dir: Path) -> list[Path]:
-    """Every figure of ``table`` that the finished runs allow."""
+    """Every figure of ``table`` that the finished runs allow (image tables:
+    ``hsmlbench.report.image_figures``)."""
+    if table not in TABLES:
+        from hsmlbench.report.image_figures import write_image_figures
+
+        return write_image_figures(table, budget, out_dir)
     if budget not in BUDGETS:
         return []
     raws = _raws(out_dir, table, budget)
@@ -213,6 +218,20 @@ def write_figures(table: str, budget: str, out_dir: Path) -> list[Path]:
     else:
         written = []
     return [p for p in written if p is not None]
+
+
+def table_notes(domain: str, raws: list[dict], table: str) -> list[str]:
+    """The notes a table's finished runs support: which clusters each family or dataset uses,
+    how well HSML's tree separates them, and HSML-D's growth events."""
+    if domain == "images":
+        from hsmlbench.report.image_figures import cluster_note as image_cluster_note
+
+        first_seed = [r for r in raws if r["seed"] == raws[0]["seed"]] if raws else []
+        notes = [image_cluster_note(first_seed, table)]
+    else:
+        first_seed = [r for r in raws if r["seed"] == raws[0]["seed"]] if raws else []
+        notes = [cluster_note(first_seed, table), cluster_structure_note(raws), growth_note(raws)]
+    return [note for note in notes if note]
 
 
 def growth_note(raws: list[dict]) -> str | None:

@@ -79,7 +79,7 @@ METHOD_LABELS: dict[str, str] = {
 
 # --- T3, T4: few-shot image classification (issue 6), appended ---------------------------
 # Rows of the image tables are (method, "<Dataset> 1-shot"): one model per method is trained
-# on all four datasets and tested on each (hsmlbench.run.image_grid).
+# on all four datasets and tested on each (hsmlbench.domains.images.domain).
 _IMAGE_DATASETS = ("Bird", "Texture", "Aircraft", "Fungi")
 # the synthetic stand-ins, slot by slot (hsmlbench.domains.images.synthetic.SYNTHETIC_LABELS)
 _SYNTHETIC_DATASETS = (

@@ -20,20 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import hsmlbench
 from hsmlbench.atomic import set_aside, write_json, write_text
-from hsmlbench.domains.regression.configs import ALL_TABLE_NAMES, BUDGETS, TABLES, run_config
-from hsmlbench.domains.regression.tasks import FAMILIES
+from hsmlbench.domains import domain_for, run_config
 from hsmlbench.progress import _format_seconds
-from hsmlbench.report.statistics import cluster_structure
 from hsmlbench.report.tables import environment_info, render_markdown, summarize
 from hsmlbench.run import executors
-from hsmlbench.run.evaluation import adapted_predictions, evaluate, evaluation_tasks
+from hsmlbench.run.evaluation import evaluate
 from hsmlbench.run.training import CHECKPOINT, previous_checkpoint, train
-
-FIT_GRID = np.linspace(-5.0, 5.0, 101)
 
 
 @dataclass(frozen=True)
@@ -53,9 +48,13 @@ class Job:
         return run_config(self.table, self.method, self.setting, self.budget)
 
     @property
+    def domain(self):
+        return domain_for(self.table)
+
+    @property
     def device(self) -> str:
-        """Where the job computes: its config's ``device`` if it declares one, else the CPU."""
-        return str(getattr(self.config, "device", "cpu"))
+        """Where the job computes: its domain's default here (images: CUDA when there is one)."""
+        return str(self.domain.device())
 
     @property
     def gpus(self) -> int:
@@ -70,22 +69,21 @@ def plan(
     budget: str,
     settings: list[str] | None = None,
 ) -> list[Job]:
-    """The grid of jobs; raises KeyError naming the first unknown table, method or budget."""
-    if budget not in BUDGETS:
-        raise KeyError(f"unknown budget {budget!r}; known: {', '.join(BUDGETS)}")
+    """The grid of jobs; raises KeyError naming the first unknown table, method, setting or
+    budget."""
     jobs = []
     for table in tables:
-        if table not in TABLES:
-            raise KeyError(f"unknown table {table!r}; known: {', '.join(ALL_TABLE_NAMES)}")
-        spec = TABLES[table]
+        domain = domain_for(table)
+        spec = domain.tables[table]
+        if budget not in domain.budgets(table):
+            raise KeyError(f"unknown budget {budget!r}; known: {', '.join(domain.budgets(table))}")
         for method in methods or spec.methods:
-            if method not in spec.methods:
-                run_config(table, method, spec.settings[0], budget)  # a registered method?
             for setting in settings or spec.settings:
                 if setting not in spec.settings:
                     raise KeyError(
                         f"table {table} has no setting {setting!r}; it has: {', '.join(spec.settings)}"
                     )
+                run_config(table, method, setting, budget)  # an unknown method fails here
                 jobs += [Job(table, method, setting, seed, budget) for seed in range(seeds)]
     return jobs
 
@@ -97,11 +95,9 @@ RAW_KEYS = {
     "setting": str,
     "seed": int,
     "budget": str,
-    "n_tasks": int,
-    "mean": float,
-    "per_task": list,
-    "per_step_mean": list,
 }
+# A finished job's record also holds these, and its domain's own ``raw_fields``.
+DONE_KEYS = {"n_tasks": int, "mean": float}
 
 
 def load_raw(path: Path, log=None) -> dict | None:
@@ -117,20 +113,30 @@ def load_raw(path: Path, log=None) -> dict | None:
     if not isinstance(raw, dict):
         problem = f"holds a JSON {type(raw).__name__}, not a raw job file"
     else:
-        for key, kind in RAW_KEYS.items():
-            value = raw.get(key)
-            if not isinstance(value, kind) and not (kind is float and isinstance(value, int)):
-                problem = f"no valid '{key}' field"
-                break
-        else:
-            if Path(path).name != f"{raw['job']}-{raw['budget']}.json":
-                problem = f"holds job {raw['job']} at budget {raw['budget']}: a copy, not its file"
-            elif len(raw["per_task"]) != raw["n_tasks"]:
-                problem = f"has {len(raw['per_task'])} per-task errors for n_tasks {raw['n_tasks']}"
+        problem = _raw_problem(raw, Path(path))
     if problem:
         set_aside(Path(path), problem, log)
         return None
     return raw
+
+
+def _raw_problem(raw: dict, path: Path) -> str | None:
+    """Why ``raw`` is not a valid raw job file named ``path`` (None: it is one)."""
+    keys = dict(RAW_KEYS)
+    if raw.get("status", "done") == "done":
+        try:
+            keys |= DONE_KEYS | domain_for(str(raw.get("table"))).raw_fields
+        except KeyError:
+            return f"names an unknown table {raw.get('table')!r}"
+    for key, kind in keys.items():
+        value = raw.get(key)
+        if not isinstance(value, kind) and not (kind is float and isinstance(value, int)):
+            return f"no valid '{key}' field"
+    if path.name != f"{raw['job']}-{raw['budget']}.json":
+        return f"holds job {raw['job']} at budget {raw['budget']}: a copy, not its file"
+    if isinstance(raw.get("per_task"), list) and len(raw["per_task"]) != raw["n_tasks"]:
+        return f"has {len(raw['per_task'])} per-task errors for n_tasks {raw['n_tasks']}"
+    return None
 
 
 def raw_files(out_dir: Path, table: str, budget: str, log=None) -> list[dict]:
@@ -198,16 +204,31 @@ def _parsed_imports(path: Path, module: str, mtime_ns: int, size: int) -> frozen
     return frozenset(n for n in names if n == "hsmlbench" or n.startswith("hsmlbench."))
 
 
-def code_version() -> str:
-    """The package version plus a hash of the source of every hsmlbench module that this
-    module imports, directly or not (read from the import statements, lazy ones included).
+# What a job's code version covers (docs/PROTOCOL.md §6): the code that defines what the job
+# computes — its domain, the methods, training and evaluation, the configs, the kernels —
+# found from these modules' imports. Not statistics, tables, figures, progress, the CLI or
+# the executors: changing those re-renders finished jobs instead of invalidating them.
+JOB_DEFINING_ROOTS = {
+    "regression": ("hsmlbench.domains.regression.domain", "hsmlbench.methods.builtin"),
+    "images": ("hsmlbench.domains.images.domain", "hsmlbench.domains.images.models"),
+}
+_SHARED_ROOTS = ("hsmlbench.run.training", "hsmlbench.run.evaluation")
+NOT_JOB_DEFINING = (
+    "hsmlbench.report",
+    "hsmlbench.cli",
+    "hsmlbench.progress",
+    "hsmlbench.run.grid",
+    "hsmlbench.run.executors",
+    "hsmlbench.run.projection",
+)
 
-    It names the code that computes a job's result; editing a module outside that closure
-    (the CLI, the image tables) does not make finished regression jobs stale. Read from the
-    files on disk when asked: a job records it when it starts, a grid when it is planned.
-    """
+
+def code_version(domain: str = "regression") -> str:
+    """The package version plus a hash of the job-defining source of ``domain``'s jobs
+    (``job_sources``), read from the files on disk when asked: a job records it when it
+    starts, a grid when it is planned."""
     digest = hashlib.sha256()
-    for module, path in sorted(job_sources().items()):
+    for module, path in sorted(job_sources(domain).items()):
         digest.update(module.encode() + b"\0" + path.read_bytes() + b"\0")
     return f"{hsmlbench.__version__}+{digest.hexdigest()[:12]}"
 
@@ -223,15 +244,26 @@ def job_code_version(job: Job, version: str) -> str:
     return f"{version}+plugin-{plugin}"
 
 
-def job_sources() -> dict[str, Path]:
-    """Module name → source file of every hsmlbench module in ``hsmlbench.run.grid``'s
-    import closure (what ``code_version`` hashes)."""
-    todo, files = ["hsmlbench.run.grid"], {}
+def _excluded(module: str, domain: str) -> bool:
+    other_domains = [f"hsmlbench.domains.{d}" for d in JOB_DEFINING_ROOTS if d != domain]
+    if domain == "images":  # the image domain reuses regression's stream helpers
+        other_domains = []
+    return any(
+        module == prefix or module.startswith(prefix + ".")
+        for prefix in (*NOT_JOB_DEFINING, *other_domains)
+    )
+
+
+def job_sources(domain: str = "regression") -> dict[str, Path]:
+    """Module name → source file of every hsmlbench module that defines what ``domain``'s
+    jobs compute (what ``code_version`` hashes): the import closure of the domain's roots and
+    of training and evaluation, lazy imports included, minus ``NOT_JOB_DEFINING``."""
+    todo, files = [*JOB_DEFINING_ROOTS[domain], *_SHARED_ROOTS], {}
     while todo:
         name = todo.pop()
         parents = [".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)]
         for module in [*parents, name]:
-            if module in files:
+            if module in files or _excluded(module, domain):
                 continue
             path = _module_file(module)
             files[module] = path
@@ -242,18 +274,18 @@ def job_sources() -> dict[str, Path]:
 
 def finished_result(job: Job, out_dir: Path, version: str | None = None) -> dict | None:
     """The job's raw result if it is finished for this config, seed and code version
-    (``version``, default: ``code_version()`` now).
+    (``version``, default: ``code_version`` of its domain now).
 
-    A raw file without ``code_version`` (written before the field existed, e.g. the committed
-    paper-budget runs) is of unknown version and is still reused: only a file that names a
-    different version is stale.
+    A raw file without ``code_version`` (written before the field existed) is of unknown
+    version and is still reused: only a file that names a different version is stale. A
+    "not run" record (data missing) is never finished: the job is tried again.
     """
     path = raw_path(out_dir, job)
     if not path.exists():
         return None
-    version = job_code_version(job, version or code_version())
+    version = job_code_version(job, version or code_version(job.domain.name))
     done = load_raw(path)
-    if done is None:
+    if done is None or done.get("status", "done") != "done":
         return None
     if not job.config.matches(done.get("config", {})) or done.get("seed", job.seed) != job.seed:
         return None
@@ -280,117 +312,78 @@ def _prepare_run_dir(folder: Path, version: str) -> bool:
     return checkpoint.exists() or previous.exists()
 
 
-def _fit_examples(model, config) -> dict:
-    """For the first test task of each family: support points and adapted predictions."""
-    tasks = evaluation_tasks(config)
-    examples = {}
-    for index, family in enumerate(FAMILIES):
-        task_ids = (tasks.family == index).nonzero().flatten()
-        if len(task_ids) == 0:
-            continue
-        i = int(task_ids[0])
-        one = tasks.slice(i, i + 1)
-        prediction = adapted_predictions(
-            model, one, config.inner_steps_test, torch.tensor(FIT_GRID, dtype=torch.float32)
-        )
-        examples[family] = {
-            "task_index": i,
-            "x_support": one.x_support.flatten().tolist(),
-            "y_support": one.y_support.flatten().tolist(),
-            "prediction": np.round(prediction[0], 5).tolist(),
-        }
-    return examples
-
-
 def run_job(
-    job: Job, out_dir: Path, work_dir: Path, progress: bool = True, version: str | None = None
+    job: Job,
+    out_dir: Path,
+    work_dir: Path,
+    progress: bool = True,
+    version: str | None = None,
+    data_root=None,
 ) -> dict:
     """Runs one job (or loads its finished result, see ``finished_result``) and returns its
     raw result, also written atomically to ``raw_path(out_dir, job)``.
 
     ``version``: the code version to record (a grid passes the one it was planned with, the
-    code its processes loaded); default: ``code_version()`` now."""
-    config = job.config
+    code its processes loaded); default: ``code_version`` of the job's domain now. A job whose
+    data is missing (the image datasets) writes a "not run" record naming what is missing
+    and how to get it, and returns it."""
+    config, domain = job.config, job.domain
     path = raw_path(out_dir, job)
-    version = job_code_version(job, version or code_version())
+    version = job_code_version(job, version or code_version(domain.name))
     done = finished_result(job, out_dir, version)
     if done is not None:
         return done
-    folder = run_dir(work_dir, job)
-    resume = _prepare_run_dir(folder, version)
-    trained = train(config, job.seed, folder, resume=resume, progress=progress)
-    result = evaluate(trained.model, config)
-    per_task = result.headline
-    assignments = {
-        name: {
-            family: np.round(values[result.family == i].mean(axis=0), 5).tolist()
-            for i, family in enumerate(FAMILIES)
-            if (result.family == i).any()
-        }
-        for name, values in result.assignments.items()
-    }
-    raw = {
+    record = {
         "job": job.name,
         "table": job.table,
         "method": job.method,
         "setting": job.setting,
         "seed": job.seed,
         "budget": job.budget,
-        "n_tasks": int(per_task.size),
-        "mean": float(per_task.mean()),
-        "ci95": float(1.96 * per_task.std() / np.sqrt(per_task.size)),
-        "per_task": per_task.tolist(),
-        "per_step_mean": result.curve.mean(axis=0).tolist(),
-        "per_family_mean": {
-            family: float(per_task[result.family == i].mean())
-            for i, family in enumerate(FAMILIES)
-            if (result.family == i).any()
-        },
-        "task_family": result.family.tolist(),
-        "mean_assignments_by_family": assignments,
-        **(
-            {
-                "cluster_structure": cluster_structure(
-                    result.assignments["level1"], result.family, FAMILIES
-                )
-            }
-            if "level1" in result.assignments
-            else {}
-        ),
-        "fits": _fit_examples(trained.model, config),
+    }
+    problems = domain.data_problems(config, data_root)
+    if problems:
+        record |= {"status": "not run", **domain.not_run_fields(config, problems, data_root)}
+        record |= {"config": config.to_dict(), "environment": environment_info()}
+        write_json(path, record)
+        return record
+    device = domain.device()
+    folder = run_dir(work_dir, job)
+    resume = _prepare_run_dir(folder, version)
+    trained = train(
+        config,
+        job.seed,
+        folder,
+        resume=resume,
+        progress=progress,
+        data_root=data_root,
+        device=device,
+    )
+    results = evaluate(trained.model, config, data_root, device)
+    fields = domain.job_fields(config, trained, results)
+    per_task = fields.get("per_task")
+    record |= {"status": "done"}
+    if per_task is not None:
+        per_task = np.asarray(per_task)
+        record |= {
+            "n_tasks": int(per_task.size),
+            "mean": float(per_task.mean()),
+            "ci95": float(1.96 * per_task.std() / np.sqrt(per_task.size)),
+        }
+    record |= fields
+    record |= {
         "iterations": config.budget.iterations,
         "wall_time_s": trained.wall_time_s,
-        "train_query_loss": _downsample(trained.query_losses),
-        "window_query_loss": _windows(
-            trained.query_losses, config.continual.window if config.continual else 1000
-        ),
         "events": trained.events,
         "meta_step": trained.meta_step,
         "code_version": version,
-        "environment": environment_info(job.device),
+        "environment": environment_info(str(device)),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_gpu_mb": trained.peak_gpu_mb,
         "config": config.to_dict(),
     }
-    write_json(path, raw)
-    return raw
-
-
-def _windows(values: list[float], window: int) -> list[list[float]]:
-    """[end iteration, mean post-adaptation query loss] per window (HSML-D's signal)."""
-    return [
-        [min(i + window, len(values)), float(np.mean(values[i : i + window]))]
-        for i in range(0, len(values), window)
-    ]
-
-
-def _downsample(values: list[float], points: int = 700) -> list[list[float]]:
-    """[iteration, mean over its window] pairs, for loss curves in figures."""
-    if not values:
-        return []
-    window = max(1, len(values) // points)
-    return [
-        [i + window, float(np.mean(values[i : i + window]))] for i in range(0, len(values), window)
-    ]
+    write_json(path, record)
+    return record
 
 
 EXTENDED = "-extended"  # T1-extended: the paper's table plus registered methods' rows
@@ -401,10 +394,12 @@ def assemble_table(table: str, budget: str, out_dir: Path) -> dict:
 
     ``T1`` holds the paper's methods only; ``T1-extended`` adds every other registered method
     that has runs there, each tested against the paper's methods in its own Holm family, so
-    that the paper's claims keep exactly the p-values of ``T1``."""
+    that the paper's claims keep exactly the p-values of ``T1``. Jobs that could not run
+    (missing data) are listed in the notes, with how to get the data."""
     base = table.removesuffix(EXTENDED)
-    spec = TABLES[base]
-    raws = raw_files(out_dir, base, budget)
+    domain = domain_for(base)
+    spec = domain.tables[base]
+    raws = [r for r in raw_files(out_dir, base, budget) if r["setting"] in spec.settings]
     extra_methods = sorted({r["method"] for r in raws} - set(spec.methods))
     if table == base:
         raws = [r for r in raws if r["method"] in spec.methods]
@@ -414,23 +409,19 @@ def assemble_table(table: str, budget: str, out_dir: Path) -> dict:
     )
     if not raws:
         raise FileNotFoundError(f"no finished runs of {table} at budget {budget} under {out_dir}")
-    rows = [
-        {k: r[k] for k in ("method", "setting", "seed", "n_tasks", "mean", "ci95", "per_task")}
-        | {"wall_time_s": r["wall_time_s"], "per_step_mean": r["per_step_mean"]}
-        | {"meta_step": r.get("meta_step", "autograd")}
-        | ({"events": r["events"]} if r.get("events") else {})
-        for r in raws
-    ]
-    b = BUDGETS[budget]
+    done = [r for r in raws if r.get("status", "done") == "done"]
+    rows = [row for r in done for row in domain.table_rows(r)]
+    b = domain.budgets(base)[budget]
     data = {
         "table": table,
         "title": spec.title,
         "metric": spec.metric,
         "lower_is_better": spec.lower_is_better,
+        **({"data": raws[0]["data"]} if "data" in raws[0] else {}),
         "budget": {"name": b.name, "iterations": b.iterations, "n_test_tasks": b.n_test_tasks},
         "environment": raws[-1]["environment"],
         "rows": rows,
-        "notes": list(spec.notes),
+        "notes": list(spec.notes) + _not_run_notes(raws, domain, budget),
     }
     if table != base:
         from hsmlbench.methods.registry import get_method
@@ -440,18 +431,40 @@ def assemble_table(table: str, budget: str, out_dir: Path) -> dict:
             m: {"label": get_method(m).label or m, "baselines": list(spec.methods)}
             for m in extra_methods
         }
-    from hsmlbench.report.figures import cluster_note, cluster_structure_note, growth_note
+    from hsmlbench.report.figures import table_notes
 
-    first_seed = [r for r in raws if r["seed"] == raws[0]["seed"]]
-    for note in (
-        cluster_note(first_seed, base),
-        cluster_structure_note(raws),
-        growth_note(raws),
-    ):
-        if note:
-            data["notes"].append(note)
+    data["notes"] += table_notes(domain.name, done, base)
     data["summary"] = summarize(data)
     return data
+
+
+def _not_run_notes(raws: list[dict], domain, budget: str) -> list[str]:
+    """ "Cells without a result" (one line per job and dataset, with why) and how to get the
+    missing data, for the jobs that wrote a "not run" record."""
+    lines, how = [], {}
+    for r in raws:
+        if r.get("status", "done") == "done":
+            continue
+        config = domain.run_config(r["table"], r["method"], r["setting"], budget)
+        problems = r.get("dataset_problems", {})
+        missing = ", ".join(config.dataset_label(n) for n in problems)
+        for name in config.datasets:
+            why = problems.get(name) or (
+                f"this dataset is ready, but the model trains on all four and {missing} "
+                "cannot be used"
+            )
+            lines.append(
+                f"- {r['method']} seed {r['seed']}, {config.dataset_label(name)} "
+                f"{r['setting']}: not run: {why}"
+            )
+        how |= {config.dataset_label(n): text for n, text in r.get("how_to_get", {}).items()}
+    notes = ["Cells without a result:\n\n" + "\n".join(lines)] if lines else []
+    if how:
+        notes.append(
+            "To get the data (then `hsmlbench data check`):\n\n"
+            + "\n".join(f"- {label}: {text}" for label, text in how.items())
+        )
+    return notes
 
 
 def write_table(table: str, budget: str, out_dir: Path) -> tuple[Path, Path]:
@@ -465,18 +478,26 @@ def write_table(table: str, budget: str, out_dir: Path) -> tuple[Path, Path]:
 def has_extra_methods(table: str, budget: str, out_dir: Path) -> bool:
     """Whether ``table`` has runs of methods other than the paper's (then it also gets
     ``<table>-extended``)."""
-    spec = TABLES[table]
+    spec = domain_for(table).tables[table]
     return any(raw["method"] not in spec.methods for raw in raw_files(out_dir, table, budget))
 
 
 def _grid_job(
-    job: Job, out_dir: Path, work_dir: Path, progress: bool, version: str, check_version: bool
+    job: Job,
+    out_dir: Path,
+    work_dir: Path,
+    progress: bool,
+    versions: dict[str, str],
+    check_version: bool,
+    data_root=None,
 ) -> dict:
-    """``run_job`` as executors call it, recording the grid's code ``version``. With
-    ``check_version`` (Ray), a node whose installed hsmlbench differs from the driver's
-    fails the job at once instead of writing results of other code. Local workers run the
-    code this process's fork server loaded when the grid was planned: nothing to check."""
-    if check_version and (here := code_version()) != version:
+    """``run_job`` as executors call it, recording the grid's code version of the job's
+    domain (``versions``). With ``check_version`` (Ray), a node whose installed hsmlbench
+    differs from the driver's fails the job at once instead of writing results of other code.
+    Local workers run the code this process's fork server loaded when the grid was planned:
+    nothing to check."""
+    version = versions[job.domain.name]
+    if check_version and (here := code_version(job.domain.name)) != version:
         import platform
 
         raise RuntimeError(
@@ -484,7 +505,7 @@ def _grid_job(
             f"{version}: install the same hsmlbench on every node of the cluster "
             "(or the source changed while the grid ran)"
         )
-    return run_job(job, out_dir, work_dir, progress, version)
+    return run_job(job, out_dir, work_dir, progress, version, data_root)
 
 
 @dataclass
@@ -496,10 +517,11 @@ class GridReport:
     reused: int = 0
     failed: list[tuple[Job, str, str]] = field(default_factory=list)  # job, error, traceback at
     written: list[Path] = field(default_factory=list)
+    not_run: list[tuple[Job, str]] = field(default_factory=list)  # job, why (data missing)
 
     @property
     def complete(self) -> bool:
-        return self.finished == self.total
+        return self.finished == self.total and not self.not_run
 
 
 class GridProgress:
@@ -552,9 +574,19 @@ class GridProgress:
             errors.unlink(missing_ok=True)
             self.report.finished += 1
             raw = outcome.raw
+            if raw.get("status", "done") != "done":
+                self.report.not_run.append((job, raw.get("reason", "")))
+                self.log(f"{self._status()} NOT RUN {job.name}: {raw.get('reason', '')}")
+                return
+            if "per_dataset" in raw:
+                summary = ", ".join(
+                    f"{v['label']} {v['mean']:.2f} ± {v['ci95']:.2f}"
+                    for v in raw["per_dataset"].values()
+                )
+            else:
+                summary = f"mean {raw['mean']:.4f} ± {raw['ci95']:.4f} over {raw['n_tasks']} tasks"
             self.log(
-                f"{self._status()} finished {job.name}: mean {raw['mean']:.4f} ± "
-                f"{raw['ci95']:.4f} over {raw['n_tasks']} tasks, {outcome.seconds:.0f} s"
+                f"{self._status()} finished {job.name}: {summary}, {outcome.seconds:.0f} s"
                 + (f" on {outcome.host}" if outcome.host else "")
             )
             return
@@ -579,6 +611,7 @@ def reproduce(
     workers: int | None = None,
     executor: str = "local",
     address: str | None = None,
+    data_root=None,
 ) -> GridReport:
     """Runs the grid's unfinished jobs, then writes each table's JSON, markdown and figures
     from whatever jobs are finished.
@@ -589,12 +622,17 @@ def reproduce(
     ``executor="ray"``: one Ray task per job on the cluster at ``address``; raw results come
     back to this process and are written under ``out_dir``; ``work_dir`` (checkpoints) should
     be on a filesystem every node shares. A failed job does not stop the others: it is in
-    ``GridReport.failed`` with its traceback in ``error_path(work_dir, job)``.
+    ``GridReport.failed`` with its traceback in ``error_path(work_dir, job)``. Jobs on a GPU
+    (images, when CUDA is there) default to one at a time.
     """
     report = GridReport(total=len(jobs))
-    version = code_version()
-    done = [job for job in jobs if finished_result(job, out_dir, version) is not None]
+    versions = {d: code_version(d) for d in dict.fromkeys(job.domain.name for job in jobs)}
+    done = [
+        job for job in jobs if finished_result(job, out_dir, versions[job.domain.name]) is not None
+    ]
     todo = [job for job in jobs if job not in done]
+    if workers is None and any(job.gpus for job in todo):
+        workers = 1  # one GPU here: its jobs one after another
     if executor == "ray":
         executors.import_ray()  # before any line is logged
         tracker = GridProgress(report, work_dir, log, running_word="submitted")
@@ -603,7 +641,7 @@ def reproduce(
         tracker.on_success = lambda o: write_json(raw_path(out_dir, o.job), o.raw)
         # Each node writes its copy of a raw result beside its checkpoints; the driver's
         # copy under out_dir is the one tables are made from.
-        args = (work / "ray-results", work, False, version, True)
+        args = (work / "ray-results", work, False, versions, True, data_root)
         if todo:  # no cluster connection just to find everything finished
             executors.run_ray(_grid_job, todo, args, address, tracker)
     elif executor == "local":
@@ -612,10 +650,11 @@ def reproduce(
         tracker = GridProgress(report, work_dir, log)
         tracker.skipped(done)
         if workers == 1:
-            args = (out_dir, work_dir, progress, version, False)
+            args = (out_dir, work_dir, progress, versions, False, data_root)
             executors.run_serial(_grid_job, todo, args, tracker)
         else:
-            args = (Path(out_dir).resolve(), Path(work_dir).resolve(), False, version, False)
+            root = Path(data_root).resolve() if data_root is not None else None
+            args = (Path(out_dir).resolve(), Path(work_dir).resolve(), False, versions, False, root)
             executors.run_pool(_grid_job, todo, args, workers, tracker, executors.JOB_MODULES)
     else:
         raise ValueError(f"unknown executor {executor!r}; known: local, ray")
@@ -632,10 +671,7 @@ def reproduce(
         if not written:
             log(f"{table} ({budget}): no finished job, no table written")
             continue
-        try:
-            from hsmlbench.report.figures import write_figures
+        from hsmlbench.report.figures import write_figures
 
-            report.written += write_figures(table, budget, out_dir)
-        except ImportError:
-            pass
+        report.written += write_figures(table, budget, out_dir)
     return report

@@ -1,8 +1,10 @@
-"""Meta-training with Adam, atomic checkpoints, exact resume and a stop on non-finite loss.
+"""Meta-training for every domain: Adam, atomic checkpoints, exact resume, a stop on NaN.
 
-A run directory holds ``checkpoint.pt`` (latest), and ``train_log.json`` (per-iteration
-losses of the finished run). Resuming restores the model, the optimizer, the task generator and
-the loss history, so a resumed run ends with exactly the parameters of an uninterrupted one.
+One loop serves regression and images; the domain (``hsmlbench.domains``) draws the
+meta-batches and runs the forward and backward of one meta-step. A run directory holds
+``checkpoint.pt`` (latest) and ``checkpoint.previous.pt`` (the one before, until the latest is
+safely written). Resuming restores the model, the optimizer, the task stream and the loss
+history, so a resumed run ends with exactly the parameters of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -16,12 +18,8 @@ from pathlib import Path
 import torch
 
 from hsmlbench.atomic import save_torch, set_aside
-from hsmlbench.domains.regression.configs import RunConfig
-from hsmlbench.domains.regression.tasks import FAMILIES, active_families, sample_tasks
-from hsmlbench.methods.builtin import build_model
-from hsmlbench.methods.meta_learner import MetaLearner
 from hsmlbench.progress import Progress
-from hsmlbench.seeding import seed_everything, task_generator
+from hsmlbench.seeding import seed_everything
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -32,23 +30,18 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class TrainResult:
-    model: MetaLearner
+    model: torch.nn.Module
     losses: list[float]  # meta-loss per iteration
-    query_losses: list[float]  # mean post-adaptation query MSE per iteration
+    # mean post-adaptation query metric per iteration (regression: MSE; images: accuracy %)
+    query_metric: list[float]
     wall_time_s: float
-    events: list[dict] = field(default_factory=list)  # e.g. clusters added (continual HSML)
-    meta_step: str = (
-        "autograd"  # what computed the meta-step (MetaLearner.meta_step_implementation)
-    )
+    events: list[dict] = field(default_factory=list)  # e.g. clusters added (HSML-D)
+    meta_step: str = "autograd"  # what computed the meta-step (meta_step_implementation)
+    peak_gpu_mb: float | None = None
 
-
-def _training_seed(seed: int) -> int:
-    """Training tasks use a stream distinct from the evaluation seed."""
-    return 1_000_003 * (seed + 1)
-
-
-def _families_at(config: RunConfig, iteration: int) -> tuple[str, ...]:
-    return active_families(iteration) if config.continual is not None else FAMILIES
+    @property
+    def query_losses(self) -> list[float]:  # regression's name for the query metric
+        return self.query_metric
 
 
 # A run shorter than this keeps the fast meta-step uncompiled: compiling costs 20-40 s on a
@@ -56,7 +49,7 @@ def _families_at(config: RunConfig, iteration: int) -> tuple[str, ...]:
 MIN_ITERATIONS_TO_COMPILE = 1_000
 
 
-def clip_outer_gradient(model: MetaLearner, max_norm: float, groups: str | None) -> None:
+def clip_outer_gradient(model, max_norm: float, groups: str | None) -> None:
     """Clips the meta-gradient's norm to ``max_norm``: all parameters as one vector ("joint",
     None), or the base learner's θ0 and everything else (task encoder, heads) each on its own
     ("separate", as the MUMOMAML authors' code does)."""
@@ -77,7 +70,7 @@ def clip_outer_gradient(model: MetaLearner, max_norm: float, groups: str | None)
             torch.nn.utils.clip_grad_norm_(group, max_norm)
 
 
-def make_optimizer(model: MetaLearner, config: RunConfig) -> torch.optim.Optimizer:
+def make_optimizer(model, config) -> torch.optim.Optimizer:
     """One Adam over everything (docs/PROTOCOL.md §3); growing models split it into groups.
 
     The fast meta-step takes torch's fused Adam (one kernel for every parameter, the same
@@ -168,27 +161,36 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 
 
 def train(
-    config: RunConfig,
+    config,
     seed: int,
     run_dir: Path | None = None,
     resume: bool = False,
     progress: bool = True,
     stop_after: int | None = None,
+    *,
+    data_root=None,
+    device=None,
 ) -> TrainResult:
-    """Meta-trains ``config.method`` for ``config.budget.iterations`` iterations.
+    """Meta-trains ``config.method`` for ``config.budget.iterations`` iterations on the tasks
+    of ``config.table``'s domain.
 
     ``run_dir`` enables checkpoints every ``budget.checkpoint_every`` iterations (and at the
     end); ``resume`` continues from its checkpoint. ``stop_after`` ends early after that many
-    iterations (tests use it to simulate an interruption).
+    iterations (tests use it to simulate an interruption). ``data_root``: where the image
+    datasets are; ``device``: default, the domain's (CUDA for images when there is one).
     """
+    from hsmlbench.domains import domain_for
+
+    domain = domain_for(config.table)
+    device = domain.device(device)
     seed_everything(seed)
-    model = build_model(config)
-    if config.budget.iterations < MIN_ITERATIONS_TO_COMPILE:
+    model = domain.build_model(config).to(device)
+    if config.budget.iterations < MIN_ITERATIONS_TO_COMPILE and hasattr(model, "compile_meta_step"):
         model.compile_meta_step = False
     optimizer = make_optimizer(model, config)
-    generator = task_generator(_training_seed(seed))
+    stream = domain.training_stream(config, seed, data_root, device)
     losses: list[float] = []
-    query_losses: list[float] = []
+    query_metric: list[float] = []
     events: list[dict] = []
     start, elapsed_before = 0, 0.0
     previous_meta_step = None  # what computed the iterations before a resume
@@ -197,18 +199,21 @@ def train(
     state = None
     if resume:
         state, optimizer = load_checkpoint(
-            checkpoint, config, seed, model, optimizer, make_optimizer
+            checkpoint, config, seed, model, optimizer, make_optimizer, map_location=device
         )
-    if state is not None:
-        generator.set_state(state["generator"])
+    if state is not None:  # None: no readable checkpoint, trained from scratch
+        stream.restore(state.get("generator"))
         torch.set_rng_state(state["torch_rng"])
-        start, losses, query_losses = state["iteration"], state["losses"], state["query_losses"]
+        start, losses = state["iteration"], state["losses"]
+        query_metric = state.get("query_metric", state.get("query_losses", []))
         events, elapsed_before = state.get("events", []), state.get("wall_time_s", 0.0)
         previous_meta_step = state.get("meta_step")
 
     total = config.budget.iterations
     end = total if stop_after is None else min(total, stop_after)
     bar = Progress(config.job_name + f" seed {seed}", total, start, enabled=progress)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     t0 = time.perf_counter()
 
     def snapshot(iteration: int) -> dict:
@@ -218,10 +223,10 @@ def train(
             "iteration": iteration,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
-            "generator": generator.get_state(),
+            "generator": stream.state(),
             "torch_rng": torch.get_rng_state(),
             "losses": losses,
-            "query_losses": query_losses,
+            "query_metric": query_metric,
             "events": events,
             "meta_step": meta_step_record(model, previous_meta_step),
             "growth": model.growth_state() if hasattr(model, "growth_state") else {},
@@ -229,51 +234,55 @@ def train(
         }
 
     model.train()
-    for iteration in range(start, end):
-        batch = sample_tasks(
-            config.meta_batch,
-            config.k_shot,
-            config.n_query,
-            generator,
-            _families_at(config, iteration),
-            config.quadratic_form,
-        )
-        loss, query = model.meta_loss(batch, config.inner_steps_train)
-        loss_value = loss.item()
-        if not torch.isfinite(loss):
-            where = (
-                f"the last good checkpoint is {checkpoint}"
-                if checkpoint is not None and checkpoint.exists()
-                else "no checkpoint was written yet"
-            )
-            raise NonFiniteLossError(
-                f"{config.job_name} seed {seed}: meta-loss is {loss_value} at iteration "
-                f"{iteration}; {where}. Lower the outer learning rate or check the task data."
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.outer_grad_clip is not None:
-            clip_outer_gradient(model, config.outer_grad_clip, config.outer_clip_groups)
-        optimizer.step()
-        losses.append(loss_value)
-        query_losses.append(query.mean().item())
-        if hasattr(model, "after_iteration"):
-            optimizer = model.after_iteration(iteration, query_losses, optimizer, events)
-        bar.update(iteration + 1, loss_value)
-        done = iteration + 1
-        if checkpoint is not None and (done % config.budget.checkpoint_every == 0 or done == end):
-            _save_checkpoint(checkpoint, snapshot(done))
+    try:
+        for iteration, batch in stream.batches(start, end):
+            optimizer.zero_grad(set_to_none=True)
+            loss_value, query = domain.meta_step(model, batch, config)
+            if not torch.isfinite(torch.tensor(loss_value)):
+                where = (
+                    f"the last good checkpoint is {checkpoint}"
+                    if checkpoint is not None and checkpoint.exists()
+                    else "no checkpoint was written yet"
+                )
+                raise NonFiniteLossError(
+                    f"{config.job_name} seed {seed}: meta-loss is {loss_value} at iteration "
+                    f"{iteration}; {where}. Lower the outer learning rate or check the task data."
+                )
+            if config.outer_grad_clip is not None:
+                groups = getattr(config, "outer_clip_groups", None)
+                clip_outer_gradient(model, config.outer_grad_clip, groups)
+            optimizer.step()
+            losses.append(loss_value)
+            query_metric.append(query.mean().item())
+            if hasattr(model, "after_iteration"):
+                optimizer = model.after_iteration(iteration, query_metric, optimizer, events)
+            done = iteration + 1
+            bar.update(done, loss_value)
+            if checkpoint is not None and (
+                done % config.budget.checkpoint_every == 0 or done == end
+            ):
+                _save_checkpoint(checkpoint, snapshot(done))
+    finally:
+        stream.close()
     bar.close(end, losses[-1] if losses else float("nan"))
     wall = elapsed_before + time.perf_counter() - t0
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return TrainResult(
-        model, losses, query_losses, wall, events, meta_step_record(model, previous_meta_step)
+        model,
+        losses,
+        query_metric,
+        wall,
+        events,
+        meta_step_record(model, previous_meta_step),
+        peak,
     )
 
 
-def meta_step_record(model: MetaLearner, before_resume: str | None) -> str:
+def meta_step_record(model, before_resume: str | None) -> str:
     """What computed this run's meta-steps, across resumes: a process that resumed a finished
     checkpoint ran none, and one whose compiler failed after a resume ran another way."""
-    now = model.meta_step_implementation if model.meta_step_called else None
+    implementation = getattr(model, "meta_step_implementation", "autograd")
+    now = implementation if getattr(model, "meta_step_called", True) else None
     if before_resume is None or now in (None, before_resume):
-        return now or before_resume or model.meta_step_implementation
+        return now or before_resume or implementation
     return f"{before_resume}; after resuming: {now}"

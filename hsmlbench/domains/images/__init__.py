@@ -10,6 +10,7 @@ docs/PROTOCOL.md §4. Modules, by concern:
 - ``episodes``: 5-way K-shot episodes, fixed evaluation tasks, a background loader.
 - ``base_learner``: the 4-block conv learner with batch-statistics batch norm, Σ CE / K.
 - ``encoders``: HSML's per-image CNN and GRU task representation; MUMOMAML's conv encoder.
-- ``methods``: MAML, MUMOMAML and HSML on images; ``continual``: T4's stream and HSML-D growth.
-- ``configs``, ``training``, ``evaluation``, ``reproduce``, ``figures``, ``cli``: T3/T4 runs.
+- ``models``: MAML, MUMOMAML and HSML on images; ``continual``: T4's stream and HSML-D growth.
+- ``configs``: T3/T4 as frozen configs and budgets; ``domain``: what the one pipeline
+  (``hsmlbench.run``) asks of this domain; ``data_commands``: ``data prepare`` / ``data check``.
 """

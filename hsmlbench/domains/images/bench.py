@@ -15,11 +15,11 @@ import time
 import torch
 
 from hsmlbench.domains.images.configs import image_run_config
+from hsmlbench.domains.images.domain import ImageDomain
 from hsmlbench.domains.images.episodes import EpisodeSampler, episode_generator
 from hsmlbench.domains.images.models import build_image_model
 from hsmlbench.domains.images.per_task_reference import per_task_image_maml_meta_loss
 from hsmlbench.domains.images.synthetic import SYNTHETIC_DOMAINS, synthetic_split
-from hsmlbench.run.image_training import meta_step
 
 
 def meta_iteration(method: str, image_size: int = 84, device: str = "cpu", seed: int = 0):
@@ -39,7 +39,7 @@ def meta_iteration(method: str, image_size: int = 84, device: str = "cpu", seed:
 
     def step() -> float:
         optimizer.zero_grad(set_to_none=True)
-        loss, _ = meta_step(model, batch, config.inner_steps_train, config.task_chunk)
+        loss, _ = ImageDomain().meta_step(model, batch, config)
         optimizer.step()
         return loss
 

@@ -1,7 +1,7 @@
 """T3 and T4 (few-shot image classification) as frozen configs, from a registry keyed by table.
 
-Every value from the paper cites docs/PROTOCOL.md §4. ``register()`` adds the
-image tables to ``hsmlbench.configs.TABLES`` so the CLI's ``reproduce`` plans them.
+Every value from the paper cites docs/PROTOCOL.md §4. ``hsmlbench.domains`` knows these tables
+through the image domain (``hsmlbench.domains.images.domain``).
 
 Tables:
 - ``T3``, ``T4``: the paper's, on the four real datasets (need the data; see ``datasets``).
@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from hsmlbench.configs import EVAL_SEED, Budget, TableSpec, comparable_config
+from hsmlbench.configs import EVAL_SEED, Budget, TableSpec, config_matches
 from hsmlbench.domains.images.datasets import (
     DATASET_NAMES,
     DATASETS,
@@ -137,14 +137,8 @@ class ImageRunConfig:
         return dataclasses.asdict(self)
 
     def matches(self, stored: dict) -> bool:
-        """Same semantics as ``RunConfig.matches``: fields added later match while None; the
-        budget's description is not compared."""
-        current = comparable_config(self.to_dict())
-        stored = comparable_config(stored)
-        return all(
-            stored[key] == value if key in stored else value is None
-            for key, value in current.items()
-        ) and set(stored) <= set(current)
+        """Whether a stored config describes this job (``hsmlbench.configs.config_matches``)."""
+        return config_matches(self.to_dict(), stored)
 
 
 # Budgets of the image tables, by the shared budget names (docs/PROTOCOL.md §4: 60,000
@@ -264,11 +258,3 @@ def image_run_config(table: str, method: str, setting: str, budget: str) -> Imag
         image_size=32 if synthetic and budget == "smoke" else 84,
         **_method_fields(table, method),
     )
-
-
-def register() -> None:
-    """Adds the image tables to ``hsmlbench.configs.TABLES`` (idempotent)."""
-    from hsmlbench.domains.regression import configs
-
-    for name, spec in IMAGE_TABLES.items():
-        configs.TABLES.setdefault(name, spec)

@@ -161,6 +161,33 @@ class ImageHSML(GrowingFirstLevel, ImageMetaLearner):
         self.gate_weight = nn.Parameter(gate_weight)
         self.gate_bias = nn.Parameter(torch.zeros(sum(self.numels)))
 
+    def grow_with(self, rule, iterations: int) -> None:
+        """Makes this HSML-D: ``after_iteration`` adds a first-level cluster when ``rule``
+        (T4's ``ImageContinualSettings``) says so, in a run of ``iterations``."""
+        self.growth_rule, self.growth_iterations = rule, iterations
+
+    def after_iteration(self, iteration: int, accuracies: list[float], optimizer, events: list):
+        """HSML-D's trigger on the query accuracy (``hsmlbench.domains.images.continual``)."""
+        from hsmlbench.domains.images.continual import should_grow
+
+        rule = getattr(self, "growth_rule", None)
+        done, total = iteration + 1, getattr(self, "growth_iterations", 0)
+        if rule is None or not should_grow(accuracies, done, self.last_addition, rule, total):
+            return optimizer
+        optimizer.add_param_group({"params": self.add_cluster()})
+        self.last_addition = done
+        window = rule.window_at(total)
+        events.append(
+            {
+                "event": "cluster_added",
+                "iteration": done,
+                "window_accuracy": sum(accuracies[-window:]) / window,
+                "previous_window_accuracy": sum(accuracies[-2 * window : -window]) / window,
+                "n_clusters": self.tree.n_clusters,
+            }
+        )
+        return optimizer
+
     def _split(self, flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(
             part.reshape(flat.shape[0], *shape)
@@ -189,7 +216,7 @@ def build_image_model(config: ImageRunConfig) -> ImageMetaLearner:
             learner, config.mumomaml, config.k_shot, config.inner_lr, config.second_order
         )
     if config.method.startswith("hsml"):
-        return ImageHSML(
+        model = ImageHSML(
             learner,
             config.hsml,
             config.k_shot,
@@ -198,4 +225,7 @@ def build_image_model(config: ImageRunConfig) -> ImageMetaLearner:
             config.second_order,
             growable=config.continual is not None,
         )
+        if config.continual is not None and config.continual.grow:
+            model.grow_with(config.continual, config.budget.iterations)
+        return model
     raise KeyError(f"unknown image method {config.method!r}")
