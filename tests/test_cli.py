@@ -15,7 +15,7 @@ ROW_FIELDS = {"method", "setting", "seed", "n_tasks", "mean", "ci95", "per_task"
     [
         (
             ["reproduce", "--tables", "T9", "--budget", "smoke"],
-            "unknown table 'T9'; known: T1, T2, T3, T4",
+            "unknown table 'T9'; known: T1, T2, ablations, T3, T4",
         ),
         (["reproduce", "--methods", "reptile", "--budget", "smoke"], "unknown method 'reptile'"),
         (["reproduce", "--budget", "huge"], "unknown budget 'huge'"),

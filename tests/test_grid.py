@@ -305,9 +305,9 @@ def test_raw_file_reuse_follows_config_seed_and_code_version(tmp_path, serial_re
     assert not reused(code_version="0.0.0+other")
     assert not reused(seed=job.seed + 1)
     assert not reused(config=raw["config"] | {"inner_lr": 0.5})
-    # written before code_version existed (the committed paper runs): unknown, still reused
+    # written before code_version existed: of unknown code, so never reused
     path.write_text(json.dumps({k: v for k, v in raw.items() if k != "code_version"}))
-    assert finished_result(job, tmp_path) is not None
+    assert finished_result(job, tmp_path) is None
 
 
 def test_checkpoint_of_other_code_is_set_aside_and_an_untagged_one_is_resumed(tmp_path):

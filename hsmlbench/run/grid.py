@@ -238,7 +238,7 @@ def job_code_version(job: Job, version: str) -> str:
     a changed plugin is never reused."""
     from hsmlbench.methods.registry import plugin_source_hash
 
-    plugin = plugin_source_hash(job.method)
+    plugin = plugin_source_hash(job.config.method)  # an ablation varies a registered method
     if plugin is None or version.endswith(f"+plugin-{plugin}"):
         return version
     return f"{version}+plugin-{plugin}"
@@ -272,13 +272,47 @@ def job_sources(domain: str = "regression") -> dict[str, Path]:
     return {module: path for module, path in files.items() if path is not None}
 
 
+def job_provenance(domain: str, version: str) -> dict:
+    """What a job ran, recorded when it starts: the commit checked out, the code version, and
+    whether any job-defining file differed from that commit ("modified"; edits to results,
+    docs or reporting code do not count). A job that resumes records its own start again:
+    the checkpoint's ``code_version.txt`` guarantees the code did not change in between."""
+    import subprocess
+    from datetime import datetime, timezone
+
+    sources = [str(path) for path in job_sources(domain).values()]
+    root = Path(hsmlbench.__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=root,
+            check=True,
+        ).stdout.strip()
+        modified = (
+            subprocess.run(
+                ["git", "diff", "--quiet", "HEAD", "--", *sources], cwd=root, check=False
+            ).returncode
+            != 0
+        )
+    except (OSError, subprocess.CalledProcessError):
+        commit, modified = "unknown", None
+    return {
+        "commit": commit,
+        "code_version": version,
+        "job_code_modified": modified,
+        "started": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
 def finished_result(job: Job, out_dir: Path, version: str | None = None) -> dict | None:
     """The job's raw result if it is finished for this config, seed and code version
     (``version``, default: ``code_version`` of its domain now).
 
-    A raw file without ``code_version`` (written before the field existed) is of unknown
-    version and is still reused: only a file that names a different version is stale. A
-    "not run" record (data missing) is never finished: the job is tried again.
+    A raw file without ``code_version`` (written before the field existed) is of unknown code
+    and is not reused: the job runs again. A "not run" record (data missing) is never
+    finished either: the job is tried again.
     """
     path = raw_path(out_dir, job)
     if not path.exists():
@@ -289,7 +323,7 @@ def finished_result(job: Job, out_dir: Path, version: str | None = None) -> dict
         return None
     if not job.config.matches(done.get("config", {})) or done.get("seed", job.seed) != job.seed:
         return None
-    if done.get("code_version", version) != version:
+    if done.get("code_version") != version:
         return None
     return done
 
@@ -349,6 +383,7 @@ def run_job(
         return record
     device = domain.device()
     folder = run_dir(work_dir, job)
+    provenance = job_provenance(domain.name, version)
     resume = _prepare_run_dir(folder, version)
     trained = train(
         config,
@@ -377,6 +412,7 @@ def run_job(
         "events": trained.events,
         "meta_step": trained.meta_step,
         "code_version": version,
+        "provenance": provenance,
         "environment": environment_info(str(device)),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_gpu_mb": trained.peak_gpu_mb,

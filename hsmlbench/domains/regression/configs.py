@@ -92,6 +92,9 @@ class RunConfig:
     hsml: HSMLSettings | None = None
     mumomaml: MUMOMAMLSettings | None = None
     plugin_settings: dict | None = None  # a registered plugin method's settings (asdict)
+    # An ablation's name (table "ablations", docs/PROTOCOL.md §7): ``method`` is the method it
+    # varies, the fields above say how. None for every paper row.
+    variant: str | None = None
     eval_seed: int = EVAL_SEED
     eval_chunk: int = 1_000  # test tasks evaluated per batch (memory, not results)
 
@@ -100,7 +103,7 @@ class RunConfig:
 
     @property
     def job_name(self) -> str:
-        return f"{self.table}-{self.method}-{self.setting}"
+        return f"{self.table}-{self.variant or self.method}-{self.setting}"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -125,6 +128,57 @@ TABLES: dict[str, TableSpec] = {
         ("5-shot",),
     ),
 }
+
+# The ablations (docs/PROTOCOL.md §7): each row changes one thing of a paper method on T1's
+# 5-shot tasks, relative to the defaults above. Their baseline rows are T1's own runs (same
+# code, same test tasks), and "mumomaml-step1" is T1's MUMOMAML scored after one test step:
+# neither trains anything here.
+_CLIPPED = {"inner_grad_clamp": 10.0, "outer_grad_clip": 2.0}  # MUMOMAML's, given to others
+ABLATIONS: dict[str, tuple[str, dict]] = {
+    # unequal optimisation: MUMOMAML alone gets the clamp and the clip
+    "mumomaml-noclip": (
+        "mumomaml",
+        {
+            "mumomaml": MUMOMAMLSettings(inner_grad_clamp=None, outer_grad_clip=None),
+            "outer_grad_clip": None,
+        },
+    ),
+    "maml-clipped": ("maml", dict(_CLIPPED)),
+    "hsml-clipped": ("hsml", {"hsml": HSMLSettings(), **_CLIPPED}),
+    # the MUMOMAML authors' code clips the encoder and the model each on its own
+    "mumomaml-separate-clip": (
+        "mumomaml",
+        {"mumomaml": MUMOMAMLSettings(), "outer_grad_clip": 2.0, "outer_clip_groups": "separate"},
+    ),
+    # modulation strength: bounded FiLM
+    "mumomaml-gamma-only": (
+        "mumomaml",
+        {"mumomaml": MUMOMAMLSettings(modulation="gamma_only"), "outer_grad_clip": 2.0},
+    ),
+    "mumomaml-sigmoid-gate": (
+        "mumomaml",
+        {"mumomaml": MUMOMAMLSettings(modulation="sigmoid_gate"), "outer_grad_clip": 2.0},
+    ),
+    # initializations: this project's earlier ones (torch defaults, zero tree biases)
+    "hsml-torch-init": ("hsml", {"hsml": HSMLSettings(init="torch")}),
+    # level-2 assignment by distances to centres, as the paper's text describes it
+    "hsml-centres": ("hsml", {"hsml": HSMLSettings(level2="centres")}),
+    # the reference meta-step: does the fast path change what HSML learns?
+    "hsml-autograd": ("hsml", {"hsml": HSMLSettings(), "meta_step": "autograd"}),
+}
+# Rows of the ablations table that are read from other runs, not trained (see above).
+ABLATION_DERIVED = ("mumomaml-step1",)
+
+TABLES["ablations"] = TableSpec(
+    "ablations",
+    "Ablations on T1 (multimodal regression, 5-shot), query MSE after 10 steps ± 95% CI",
+    tuple(ABLATIONS),
+    ("5-shot",),
+    notes=(
+        "Each row changes one thing of a paper method (docs/PROTOCOL.md §7) and is compared "
+        "with that method's T1 runs at the same budget, on the same test tasks.",
+    ),
+)
 
 # Every table the command line knows: these regression tables and the image tables of
 # hsmlbench.domains.images (named here so that error messages list them all).
@@ -185,7 +239,11 @@ def run_config(
     if table not in TABLES:
         raise KeyError(f"unknown table {table!r}; known: {', '.join(ALL_TABLE_NAMES)}")
     spec = TABLES[table]
-    if method in spec.methods:
+    if table == "ablations" and method in ABLATIONS:
+        base, fields = ABLATIONS[method]
+        fields = {"variant": method, **fields}
+        method = base
+    elif method in spec.methods:
         fields = _method_fields(method)
     else:
         fields = _extra_method_fields(table, method)
@@ -196,12 +254,12 @@ def run_config(
     if budget not in BUDGETS:
         raise KeyError(f"unknown budget {budget!r}; known: {', '.join(BUDGETS)}")
     k_shot = int(setting.split("-")[0])
+    fields.setdefault("meta_step", meta_step or meta_step_from_env())
     return RunConfig(
         table=table,
         method=method,
         setting=setting,
         budget=BUDGETS[budget],
         k_shot=k_shot,
-        meta_step=meta_step or meta_step_from_env(),
         **fields,
     )

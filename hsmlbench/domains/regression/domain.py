@@ -17,6 +17,9 @@ from hsmlbench.report.statistics import cluster_structure
 from hsmlbench.seeding import task_generator
 
 FIT_GRID = np.linspace(-5.0, 5.0, 101)  # x of the adapted fits drawn in the figures
+# Test steps whose per-task errors a raw file keeps besides the headline (the last step): the
+# ablations score a method after one step, paired on the same tasks.
+STEPS_KEPT = (0, 1, 2)
 
 
 def training_seed(seed: int) -> int:
@@ -91,6 +94,22 @@ def _fit_examples(model, config: RunConfig, tasks: TaskBatch) -> dict:
     return examples
 
 
+def dead_units(model) -> list[float] | None:
+    """Per hidden layer, the fraction of θ0's ReLU units that output 0 for every x in
+    [-5, 5] (``FIT_GRID``): a unit dead on the whole input range cannot help any task until the
+    inner loop revives it. Only for a shared MLP initialization (MAML); None otherwise."""
+    theta0 = getattr(model, "theta0", None)
+    if not isinstance(theta0, torch.nn.ParameterList):
+        return None
+    h = torch.tensor(FIT_GRID, dtype=theta0[0].dtype).view(-1, 1)
+    fractions = []
+    with torch.no_grad():
+        for w, b in zip(theta0[0:-2:2], theta0[1:-2:2]):
+            h = torch.relu(h @ w + b)
+            fractions.append(float((h.amax(dim=0) <= 0).float().mean()))
+    return fractions
+
+
 def _windows(values: list[float], window: int) -> list[list[float]]:
     """[end iteration, mean post-adaptation query loss] per window (HSML-D's signal)."""
     return [
@@ -149,6 +168,7 @@ class RegressionDomain(Domain):
         }
         fields = {
             "per_task": per_task.tolist(),
+            "per_task_by_step": {str(s): result.curve[:, s].tolist() for s in STEPS_KEPT},
             "per_step_mean": result.curve.mean(axis=0).tolist(),
             "per_family_mean": {f: float(per_task[family == i].mean()) for i, f in present},
             "task_family": family.tolist(),
@@ -160,6 +180,7 @@ class RegressionDomain(Domain):
             )
         fields |= {
             "fits": _fit_examples(trained.model, config, evaluation_tasks(config)),
+            "theta0_dead_units": dead_units(trained.model),
             "train_query_loss": downsample(trained.query_metric),
             "window_query_loss": _windows(
                 trained.query_metric, config.continual.window if config.continual else 1000
