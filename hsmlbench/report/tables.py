@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tabulate import tabulate
 
+from hsmlbench.report import seed_statistics as ss
 from hsmlbench.report import statistics as st
 from hsmlbench.report.paper_reference import (
     CLAIMS,
@@ -80,44 +81,61 @@ def load_table(path: Path) -> dict:
     return data
 
 
+BOOTSTRAP_RESAMPLES = 10_000
+
+
 def _cells(data: dict) -> list[dict]:
-    """One cell per (method, setting): seeds pooled on the same tasks."""
+    """One cell per (method, setting): seeds × the same test tasks (a crossed design)."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in data["rows"]:
         groups.setdefault((row["method"], row["setting"]), []).append(row)
     cells = []
     for (method, setting), rows in groups.items():
         rows = sorted(rows, key=lambda r: r["seed"])
-        per_task = np.mean([r["per_task"] for r in rows], axis=0)  # seed-averaged, same tasks
+        errors = np.asarray([r["per_task"] for r in rows], dtype=np.float64)  # [S, T]
+        per_task = errors.mean(axis=0)  # seed-averaged, same tasks
         mean, ci95 = st.mean_ci95(per_task)
-        seed_mean, seed_half = st.seed_interval([r["mean"] for r in rows])
+        seed_means = [r["mean"] for r in rows]
+        seed_ci95 = [r.get("ci95", float("nan")) for r in rows]
+        seed_mean, seed_half = st.seed_interval(seed_means)
+        combined = ss.combined_standard_error(errors)
+        interval = ss.crossed_bootstrap(errors, n_resamples=BOOTSTRAP_RESAMPLES, seed=0)
         cell = {
             "method": method,
             "setting": setting,
             "seeds": [r["seed"] for r in rows],
-            "seed_means": [r["mean"] for r in rows],
+            "seed_means": seed_means,
+            "seed_ci95": seed_ci95,
             "n_tasks": len(per_task),
             "mean": mean,
             "ci95": ci95,
             "seed_mean": seed_mean,
-            "seed_ci95": seed_half,
+            "seed_t95": seed_half,
+            "combined_ci95": combined.ci95 if combined.seed_part_known else None,
+            "crossed_interval": [interval.low, interval.high] if len(rows) > 1 else None,
+            "seed_sensitive": ss.seed_sensitive(seed_means, seed_ci95),
             "per_task": per_task,
+            "errors": errors,
             "wall_time_s": [r.get("wall_time_s") for r in rows],
             "meta_step": meta_step_label([r.get("meta_step", "autograd") for r in rows]),
         }
+        if len(rows) >= ss.MIN_SEEDS_FOR_MEDIAN:
+            cell["seed_median_iqr"] = list(ss.median_iqr(seed_means))
         key = (data.get("base_table", data["table"]), method, setting)
         published = PUBLISHED.get(key)
         if published is None and key in PUBLISHED_SECONDARY:
             published = PUBLISHED_SECONDARY[key]
             cell["published_secondary"] = True
         if published is not None:
-            agreement = st.agreement_with_published(mean, ci95, published.mean, published.ci95)
+            agreement = ss.agreement_with_published(errors, published.mean, published.ci95)
+            per_seed = ss.per_seed_agreement(errors, published.mean, published.ci95)
             cell.update(
                 published=published.mean,
                 published_ci95=published.ci95,
-                difference=agreement.difference,
+                difference=mean - published.mean,
                 agreement_p=agreement.p,
                 verdict=agreement.verdict,
+                per_seed_verdicts=[a.verdict for a in per_seed],
             )
         cells.append(cell)
     return cells
@@ -171,6 +189,9 @@ def summarize(data: dict) -> dict:
                     missing.append(claim.text)
                 continue
             test = st.paired_test(better["per_task"], worse["per_task"], alternative)
+            difference = ss.crossed_bootstrap_difference(
+                better["errors"], worse["errors"], n_resamples=BOOTSTRAP_RESAMPLES, seed=0
+            )
             tested.append(
                 {
                     "claim": claim.text,
@@ -185,6 +206,11 @@ def summarize(data: dict) -> dict:
                     "welch_p": st.welch_test(
                         better["seed_means"], worse["seed_means"], alternative
                     ),
+                    "crossed_interval": [difference.low, difference.high],
+                    "n_seeds": [len(better["seeds"]), len(worse["seeds"])],
+                    "probability_of_improvement": ss.probability_of_improvement(
+                        better["seed_means"], worse["seed_means"], lower_is_better
+                    ),
                 }
             )
         for name in ("wilcoxon_p", "t_p"):
@@ -193,20 +219,103 @@ def summarize(data: dict) -> dict:
                 comparison[name + "_holm"] = p
         comparisons += tested
     for c in comparisons:
-        reversed_ = c["mean_difference"] > 0 if lower_is_better else c["mean_difference"] < 0
-        if c["wilcoxon_p_holm"] < SIGNIFICANCE and c["t_p_holm"] < SIGNIFICANCE:
-            c["verdict"] = "supported"
-        elif min(c["wilcoxon_p"], c["t_p"]) > 1 - SIGNIFICANCE / 2:
-            # each one-sided p of the claimed direction above 0.975: the opposite direction is
-            # significant at 0.05 two-sided (unadjusted)
-            c["verdict"] = "contradicted: significantly reversed in our run"
-        elif reversed_:
-            c["verdict"] = "not supported: reversed in our run, not significant"
-        else:
-            c["verdict"] = "not supported: difference not significant"
+        c["verdict"] = claim_verdict(c, lower_is_better)
+    effects = _effects(data, by_key)
     for cell in cells:
         cell.pop("per_task")
-    return {"cells": cells, "comparisons": comparisons, "claims_not_testable": missing}
+        cell.pop("errors")
+    summary = {"cells": cells, "comparisons": comparisons, "claims_not_testable": missing}
+    if effects:
+        summary["effects"] = effects
+    return summary
+
+
+EFFECT_RULE = (
+    "Each change against the row it varies, on the same test tasks: two-sided paired tests "
+    "on the seed-averaged per-task errors, Holm-corrected over the table's changes, and the "
+    "crossed 95% interval of the difference (seeds and tasks resampled independently). "
+    f"'lower' / 'higher': both adjusted p < {SIGNIFICANCE} and, with two or more seeds a side, "
+    "the interval excludes 0; 'no clear effect' otherwise."
+)
+
+
+def _effects(data: dict, by_key: dict) -> list[dict]:
+    """The ablations' effects (``data["effects"]``: changed row → the row it varies)."""
+    tested = []
+    for changed, reference in data.get("effects", {}).items():
+        for (method, setting), cell in by_key.items():
+            base = by_key.get((reference, setting))
+            if method != changed or base is None:
+                continue
+            test = st.paired_test(cell["per_task"], base["per_task"], "two-sided")
+            difference = ss.crossed_bootstrap_difference(
+                cell["errors"], base["errors"], n_resamples=BOOTSTRAP_RESAMPLES, seed=0
+            )
+            tested.append(
+                {
+                    "change": changed,
+                    "reference": reference,
+                    "setting": setting,
+                    "mean": cell["mean"],
+                    "reference_mean": base["mean"],
+                    "mean_difference": test.mean_difference,
+                    "crossed_interval": [difference.low, difference.high],
+                    "n_seeds": [len(cell["seeds"]), len(base["seeds"])],
+                    "n": test.n,
+                    "wilcoxon_p": test.wilcoxon_p,
+                    "t_p": test.t_p,
+                }
+            )
+    for name in ("wilcoxon_p", "t_p"):
+        for effect, p in zip(tested, st.holm([e[name] for e in tested]) if tested else []):
+            effect[name + "_holm"] = p
+    for e in tested:
+        low, high = e["crossed_interval"]
+        significant = e["wilcoxon_p_holm"] < SIGNIFICANCE and e["t_p_holm"] < SIGNIFICANCE
+        if min(e["n_seeds"]) > 1 and low <= 0 <= high:
+            significant = False
+        e["verdict"] = (
+            ("lower" if e["mean_difference"] < 0 else "higher")
+            if significant
+            else "no clear effect"
+        )
+    return tested
+
+
+CLAIM_RULE = (
+    "Verdicts: 'supported' when both Holm-adjusted one-sided paired p-values (Wilcoxon and t, "
+    f"on the seed-averaged per-task errors) are below {SIGNIFICANCE} and, with two or more "
+    "seeds a side, the crossed 95% interval of the difference (seeds and test tasks resampled "
+    "independently) lies entirely on the claimed side; 'not supported: not across seeds' when "
+    "the paired tests pass but that interval reaches the other side; 'contradicted' when both "
+    "unadjusted one-sided p-values exceed 0.975 (the reverse is significant at 0.05 two-sided) "
+    "and, with two or more seeds a side, the interval lies entirely on the reverse side; "
+    "otherwise 'not supported' (reversed or not, not significant). With one seed a side, "
+    "seed-to-seed variance is unknown and the verdict rests on the test tasks alone."
+)
+
+
+def claim_verdict(c: dict, lower_is_better: bool) -> str:
+    """The rule in ``CLAIM_RULE``, for one comparison (better − worse, claimed < 0 when lower
+    is better)."""
+    low, high = c["crossed_interval"]
+    if not lower_is_better:  # the claimed side is > 0: flip to the "claimed below 0" frame
+        low, high = -high, -low
+    seeds_known = min(c["n_seeds"]) > 1
+    reversed_ = c["mean_difference"] > 0 if lower_is_better else c["mean_difference"] < 0
+    if c["wilcoxon_p_holm"] < SIGNIFICANCE and c["t_p_holm"] < SIGNIFICANCE:
+        if seeds_known and high >= 0:
+            return "not supported: significant on the tasks, not across seeds"
+        return "supported" if seeds_known else "supported (one seed: tasks only)"
+    if min(c["wilcoxon_p"], c["t_p"]) > 1 - SIGNIFICANCE / 2:
+        if seeds_known and low <= 0:
+            return "not supported: reversed on the tasks, not across seeds"
+        return "contradicted: significantly reversed in our run" + (
+            "" if seeds_known else " (one seed: tasks only)"
+        )
+    if reversed_:
+        return "not supported: reversed in our run, not significant"
+    return "not supported: difference not significant"
 
 
 def _fmt(value: float | None, ci: float | None = None, digits: int = 3) -> str:
@@ -230,27 +339,40 @@ CELL_HEADERS = [
     "method",
     "setting",
     "published",
-    "ours",
-    "ours − published",
-    "n tasks",
+    "ours (tasks)",
+    "ours (seeds × tasks)",
     "seeds",
-    "across seeds (t 95%)",
-    "p (z-test vs published)",
+    "seed means: mean (t 95%)",
+    "median [IQR]",
+    "ours − published",
+    "p (vs published)",
     "agreement",
+    "per seed",
     "train time",
     "meta-step",
 ]
 CLAIM_HEADERS = [
     "claim",
     "mean difference",
+    "seeds × tasks 95%",
+    "P(better) over seed pairs",
     "n",
-    "Wilcoxon p",
     "Wilcoxon p (Holm)",
-    "paired t p",
     "paired t p (Holm)",
     "Welch p (seeds)",
     "verdict",
 ]
+
+
+def _interval(bounds: list | None) -> str:
+    return "—" if bounds is None else f"[{bounds[0]:.3f}, {bounds[1]:.3f}]"
+
+
+def _per_seed(verdicts: list[str] | None) -> str:
+    if not verdicts:
+        return "—"
+    short = {"consistent": "=", "ours higher": "↑", "ours lower": "↓"}
+    return " ".join(short.get(v, v) for v in verdicts)
 
 
 def cell_table(data: dict, summary: dict) -> tuple[list[str], list[list]]:
@@ -260,18 +382,22 @@ def cell_table(data: dict, summary: dict) -> tuple[list[str], list[list]]:
     rows = []
     for cell in summary["cells"]:
         published = _fmt(cell.get("published"), cell.get("published_ci95"))
+        several = len(cell["seeds"]) > 1
+        median = cell.get("seed_median_iqr")
         rows.append(
             [
                 labels.get(cell["method"], cell["method"]),
                 cell["setting"],
                 published + (" (secondary)" if cell.get("published_secondary") else ""),
-                _fmt(cell["mean"], cell["ci95"]),
-                _fmt(cell.get("difference")) if "difference" in cell else "—",
-                cell["n_tasks"],
+                _fmt(cell["mean"], cell["ci95"]) + (" †" if cell.get("seed_sensitive") else ""),
+                _interval(cell.get("crossed_interval")),
                 len(cell["seeds"]),
-                _fmt(cell["seed_mean"], cell["seed_ci95"]) if len(cell["seeds"]) > 1 else "—",
+                _fmt(cell["seed_mean"], cell["seed_t95"]) if several else "—",
+                f"{median[0]:.3f} [{median[1]:.3f}, {median[2]:.3f}]" if median else "—",
+                _fmt(cell.get("difference")) if "difference" in cell else "—",
                 _fmt_p(cell.get("agreement_p")),
                 cell.get("verdict", "—"),
+                _per_seed(cell.get("per_seed_verdicts")),
                 _wall(cell["wall_time_s"]),
                 cell.get("meta_step", "autograd"),
             ]
@@ -285,10 +411,12 @@ def claims_table(summary: dict) -> tuple[list[str], list[list]]:
         [
             c["claim"],
             _fmt(c["mean_difference"]),
+            _interval(c.get("crossed_interval")) if min(c.get("n_seeds", [1])) > 1 else "—",
+            _fmt(c.get("probability_of_improvement"), digits=2)
+            if min(c.get("n_seeds", [1])) > 1
+            else "—",
             c["n"],
-            _fmt_p(c["wilcoxon_p"]),
             _fmt_p(c["wilcoxon_p_holm"]),
-            _fmt_p(c["t_p"]),
             _fmt_p(c["t_p_holm"]),
             _fmt_p(c["welch_p"]),
             c["verdict"],
@@ -296,6 +424,58 @@ def claims_table(summary: dict) -> tuple[list[str], list[list]]:
         for c in summary["comparisons"]
     ]
     return CLAIM_HEADERS, rows
+
+
+def effects_table(data: dict, summary: dict) -> tuple[list[str], list[list]]:
+    """The ablations' effects as (headers, rows) of formatted strings."""
+    labels = METHOD_LABELS
+    rows = [
+        [
+            e["change"],
+            labels.get(e["reference"], e["reference"]),
+            e["setting"],
+            _fmt(e["mean"]),
+            _fmt(e["reference_mean"]),
+            _fmt(e["mean_difference"]),
+            _interval(e["crossed_interval"]) if min(e["n_seeds"]) > 1 else "—",
+            "×".join(map(str, e["n_seeds"])),
+            _fmt_p(e["wilcoxon_p_holm"]),
+            _fmt_p(e["t_p_holm"]),
+            e["verdict"],
+        ]
+        for e in summary["effects"]
+    ]
+    headers = [
+        "change",
+        "compared with",
+        "setting",
+        "MSE",
+        "its reference",
+        "difference",
+        "seeds × tasks 95%",
+        "seeds",
+        "Wilcoxon p (Holm)",
+        "paired t p (Holm)",
+        "effect",
+    ]
+    return headers, rows
+
+
+CELL_NOTES = (
+    f"Intervals. 'ours (tasks)': {ss.INTERVAL_NOTES['test_task_ci']} It is computed on the "
+    "seed-averaged per-task errors and is the interval comparable to the paper's. 'ours (seeds "
+    f"× tasks)': {ss.INTERVAL_NOTES['crossed_bootstrap']} 'seed means': "
+    f"{ss.INTERVAL_NOTES['seed_interval']} Median [IQR] of the seed means is shown with "
+    f"{ss.MIN_SEEDS_FOR_MEDIAN} or more seeds.",
+    f"Agreement: {ss.AGREEMENT_RULE} Our standard error combines both sources of variance: "
+    f"{ss.INTERVAL_NOTES['combined']} With one seed only the test-task part is known. 'per "
+    f"seed': {ss.PER_SEED_AGREEMENT_RULE} (= consistent, ↑ ours higher, ↓ ours lower, in seed "
+    "order).",
+    f"† seed-sensitive: {ss.SEED_SENSITIVE_RULE}",
+    "Meta-step: 'fast' (explicit inner-loop gradients, compiled) or 'autograd' (double "
+    "backward); both compute the same second-order meta-gradient and differ only by "
+    "floating-point rounding.",
+)
 
 
 def render_latex(data: dict) -> str:
@@ -369,10 +549,10 @@ def render_markdown(data: dict) -> str:
         f"{budget['n_test_tasks']:,} test tasks){'' if budget['name'] == 'paper' else ' — NOT the paper budget'}",
         f"- Seeds: {', '.join(map(str, seeds)) or 'none (no cell has run)'}; every method is "
         "evaluated on the same test tasks",
-        f"- Commit {env.get('commit', '?')}, torch {env.get('torch', '?')}, "
+        f"- Code: {provenance_line(data)}; torch {env.get('torch', '?')}, "
         f"device: {env.get('device', '?')}, {env.get('date', '')}",
         f"- Metric: {metric} ({'lower' if data.get('lower_is_better', True) else 'higher'} is "
-        "better); ± is the paper's 95% CI over test tasks (1.96·std/√n)",
+        "better); ± is the paper's 95% CI over test tasks (1.96·std/√n), other intervals below",
         "",
         "## Published vs ours",
         "",
@@ -383,25 +563,27 @@ def render_markdown(data: dict) -> str:
     lines.append(
         "" if not rows else tabulate(rows, headers, tablefmt="github", disable_numparse=True)
     )
-    lines += [
-        "",
-        "Agreement: a two-sided z-test of the difference, each CI read as 1.96 standard errors; "
-        "'consistent' means p ≥ 0.05. The CIs cover test-task sampling only; seed-to-seed "
-        "variance is larger (docs/PROTOCOL.md §5). Meta-step: 'fast' (explicit inner-loop "
-        "gradients, compiled) or 'autograd' (double backward); both compute the same "
-        "second-order meta-gradient and differ only by floating-point rounding.",
-        "",
-        "## The paper's claims in our run",
-        "",
-    ]
+    for note in CELL_NOTES:
+        lines += ["", note]
+    if summary.get("effects"):
+        lines += ["", "## Effect of each change", ""]
+        headers, rows = effects_table(data, summary)
+        lines.append(tabulate(rows, headers, tablefmt="github", disable_numparse=True))
+        lines += ["", EFFECT_RULE]
+    if not summary["comparisons"] and not summary["claims_not_testable"]:
+        for note in data.get("notes", []):
+            lines += ["", note]
+        return "\n".join(lines) + "\n"
+    lines += ["", "## The paper's claims in our run", ""]
     if summary["comparisons"]:
         headers, rows = claims_table(summary)
         lines.append(tabulate(rows, headers, tablefmt="github", disable_numparse=True))
         lines += [
             "",
-            "One-sided paired tests on the same test tasks, Holm-corrected over this table's "
-            f"comparisons; 'supported' needs both adjusted p < {SIGNIFICANCE}. Welch's test on "
-            "per-seed means needs at least two seeds.",
+            "One-sided paired tests on the same test tasks (seed-averaged per-task errors), "
+            "Holm-corrected within each family of claims; Welch's test on per-seed means needs "
+            "two seeds a side. 'P(better)': the fraction of (seed of the first, seed of the "
+            "second) pairs in which the first has the better mean (ties ½). " + CLAIM_RULE,
         ]
         if data.get("extra_methods"):
             lines += [
@@ -417,6 +599,30 @@ def render_markdown(data: dict) -> str:
     for note in data.get("notes", []):
         lines += ["", note]
     return "\n".join(lines) + "\n"
+
+
+def provenance_line(data: dict) -> str:
+    """Which code produced the rows: each distinct code version with its commit(s) and row
+    count, and whether any row ran with job-defining files modified from its commit."""
+    versions: dict[str, set] = {}
+    counts: dict[str, int] = {}
+    modified = 0
+    for row in data["rows"]:
+        version = row.get("code_version") or "unrecorded"
+        versions.setdefault(version, set()).add(row.get("commit") or "?")
+        counts[version] = counts.get(version, 0) + 1
+        modified += bool(row.get("job_code_modified"))
+    if not versions:
+        env = data.get("environment", {})
+        return f"commit {env.get('commit', '?')}"
+    parts = [
+        f"code version {v} (commit {', '.join(sorted(c))}; {counts[v]} rows)"
+        for v, c in versions.items()
+    ]
+    text = "; ".join(parts)
+    if modified:
+        text += f"; {modified} rows ran with job-defining files modified from their commit"
+    return text
 
 
 def _wall(times: list) -> str:

@@ -446,7 +446,11 @@ def assemble_table(table: str, budget: str, out_dir: Path) -> dict:
     if not raws:
         raise FileNotFoundError(f"no finished runs of {table} at budget {budget} under {out_dir}")
     done = [r for r in raws if r.get("status", "done") == "done"]
-    rows = [row for r in done for row in domain.table_rows(r)]
+    rows = [row | _row_provenance(r) for r in done for row in domain.table_rows(r)]
+    ablation_notes, effects = [], {}
+    if base == ABLATIONS_TABLE:
+        baseline_rows, effects, ablation_notes = _ablation_baselines(out_dir, budget, done)
+        rows = baseline_rows + rows
     b = domain.budgets(base)[budget]
     data = {
         "table": table,
@@ -457,8 +461,10 @@ def assemble_table(table: str, budget: str, out_dir: Path) -> dict:
         "budget": {"name": b.name, "iterations": b.iterations, "n_test_tasks": b.n_test_tasks},
         "environment": raws[-1]["environment"],
         "rows": rows,
-        "notes": list(spec.notes) + _not_run_notes(raws, domain, budget),
+        "notes": list(spec.notes) + _not_run_notes(raws, domain, budget) + ablation_notes,
     }
+    if effects:
+        data["effects"] = effects
     if table != base:
         from hsmlbench.methods.registry import get_method
 
@@ -472,6 +478,76 @@ def assemble_table(table: str, budget: str, out_dir: Path) -> dict:
     data["notes"] += table_notes(domain.name, done, base)
     data["summary"] = summarize(data)
     return data
+
+
+ABLATIONS_TABLE = "ablations"
+ABLATION_SOURCE = "T1"  # the ablations vary T1's methods on its tasks
+
+
+def _ablation_baselines(out_dir: Path, budget: str, variants: list[dict]):
+    """The ablations table's rows that come from T1's own runs, and what each row is compared
+    with: each variant with the paper method it varies; T1's MUMOMAML scored after one test
+    step ("mumomaml-step1") with the same runs scored after ten. Only T1 seeds that the
+    variants also have are used, so each comparison sees the same seeds where it can."""
+    seeds = sorted({r["seed"] for r in variants})
+    settings = sorted({r["setting"] for r in variants}) or ["5-shot"]
+    effects = {r["method"]: r["config"]["method"] for r in variants}
+    source = [
+        r
+        for r in raw_files(out_dir, ABLATION_SOURCE, budget)
+        if r["seed"] in seeds and r["setting"] in settings and r["config"].get("variant") is None
+    ]
+    bases = sorted(set(effects.values()) | {"mumomaml"})
+    source = [r for r in source if r["method"] in bases]
+    domain = domain_for(ABLATION_SOURCE)
+    rows = []
+    for raw in sorted(source, key=lambda r: (bases.index(r["method"]), r["seed"])):
+        rows += [row | _row_provenance(raw) for row in domain.table_rows(raw)]
+        if raw["method"] == "mumomaml" and "per_task_by_step" in raw:
+            step1 = raw["per_task_by_step"]["1"]
+            rows.append(
+                rows[-1]
+                | {
+                    "method": "mumomaml-step1",
+                    "per_task": step1,
+                    "mean": float(np.mean(step1)),
+                    "ci95": float(1.96 * np.std(step1) / np.sqrt(len(step1))),
+                    "wall_time_s": None,
+                }
+            )
+            effects["mumomaml-step1"] = "mumomaml"
+    notes = []
+    found = sorted({r["seed"] for r in source})
+    if found != seeds:
+        notes.append(
+            f"Baseline rows: T1's runs at budget {budget} cover seeds {found or 'none'} of the "
+            f"variants' seeds {seeds}; run `hsmlbench reproduce --tables T1 --seeds "
+            f"{max(seeds) + 1} --budget {budget}` to complete them."
+        )
+    notes.append(
+        "Baseline rows (MAML, MUMOMAML, HSML) are T1's own runs, same seeds and test tasks; "
+        "'mumomaml-step1' is the same MUMOMAML runs scored after one test-time step instead of "
+        "ten (nothing retrained)."
+    )
+    versions = {r.get("code_version") for r in source} | {r.get("code_version") for r in variants}
+    if len(versions) > 1:
+        notes.append(
+            "Warning: the baseline and ablation rows come from different code versions "
+            f"({', '.join(sorted(map(str, versions)))}); compare with care."
+        )
+    effects = {k: v for k, v in effects.items() if any(r["method"] == v for r in source)}
+    return rows, effects, notes
+
+
+def _row_provenance(raw: dict) -> dict:
+    """The code behind a row: its code version, the commit when the job started (or, for
+    older files, when it finished), and whether job-defining files were modified."""
+    started = raw.get("provenance", {})
+    return {
+        "code_version": raw.get("code_version"),
+        "commit": started.get("commit") or raw.get("environment", {}).get("commit"),
+        "job_code_modified": started.get("job_code_modified"),
+    }
 
 
 def _not_run_notes(raws: list[dict], domain, budget: str) -> list[str]:
@@ -710,4 +786,9 @@ def reproduce(
         from hsmlbench.report.figures import write_figures
 
         report.written += write_figures(table, budget, out_dir)
+    if {j.table for j in jobs} & {"T1", "T2", ABLATIONS_TABLE}:
+        from hsmlbench.report.findings import write_findings
+
+        findings = write_findings(out_dir)
+        report.written += [findings] if findings else []
     return report
