@@ -5,11 +5,16 @@ Exit codes (README "Exit codes"): 0 all done; 1 a data problem (``data check``/`
 (the tables of the finished jobs are written; re-running retries only the failed and missing
 jobs); 4 cells skipped by the run-time projection; 5 jobs not run because their data is
 missing. When several apply, the lowest of 3, 5, 4 wins (a failure says the most).
+
+Every error ends as one line on stderr naming the problem and its fix, never a traceback; an
+unexpected one (a bug, a NaN stop, a disk that filled up) exits with 3, the code of a failed
+run. ``hsmlbench --debug ...`` or ``HSMLBENCH_DEBUG=1`` re-raises instead, for the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -21,6 +26,9 @@ EXIT_USAGE = 2
 EXIT_INCOMPLETE = 3
 EXIT_SKIPPED = 4
 EXIT_NOT_RUN = 5
+EXIT_INTERRUPTED = 130
+DEBUG_ENV = "HSMLBENCH_DEBUG"
+TRAINING_COMMANDS = ("reproduce", "train", "evaluate")
 
 
 class UsageError(Exception):
@@ -32,13 +40,39 @@ def default_out_dir(budget: str) -> Path:
     return Path("results") if budget == "paper" else Path("results") / budget
 
 
-def _check_writable(folder: Path) -> None:
+def _folder_problem(folder: Path) -> str | None:
+    """Why nothing can be written in ``folder`` (None: it can), creating nothing: the folder,
+    or the nearest of its parents that exists, must be a writable folder."""
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"no permission to write in {existing}"
+    return None
+
+
+def _check_folder(folder: Path, option: str) -> None:
+    """Exit 2 before anything runs if ``folder`` (given by ``option``) cannot be written;
+    creates nothing (a folder is created only by the job that writes in it)."""
+    problem = _folder_problem(folder)
+    if problem:
+        raise UsageError(
+            f"{option} {folder} is not writable ({problem}); give a folder you can write to"
+        )
+
+
+def _check_writable(folder: Path, option: str = "output folder") -> None:
+    _check_folder(folder, option)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as error:
-        raise UsageError(f"output folder {folder} is not writable ({error.strerror})") from None
+        raise UsageError(
+            f"{option} {folder} is not writable ({error.strerror}); give a folder you can write to"
+        ) from None
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -51,6 +85,11 @@ class _OneLineParser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="hsmlbench", description="Reproduce the tables of HSML (ICML 2019)."
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"show the full traceback of an error instead of one line (or set {DEBUG_ENV}=1)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -197,7 +236,8 @@ def _reproduce(args) -> int:
     except ExecutorUnavailable as error:
         raise UsageError(str(error)) from None
     out = args.out or default_out_dir(args.budget)
-    _check_writable(out)
+    _check_folder(args.work_dir, "--work-dir")  # created by the first job that trains
+    _check_writable(out, "--out" if args.out else "output folder")
     if args.executor == "local" and args.jobs != 1 and len(jobs) > 1:
         start_pool_server(JOB_MODULES)  # its imports run beside this process's, not after
     report = reproduce(
@@ -213,10 +253,10 @@ def _reproduce(args) -> int:
     )
     for path in report.written:
         print(f"wrote {path}")
-    return _grid_exit_code(report)
+    return _grid_exit_code(report, args.data_root)
 
 
-def _grid_exit_code(report) -> int:
+def _grid_exit_code(report, data_root=None) -> int:
     """3 if a job failed, else 5 if a job could not run for missing data, else 0."""
     if report.failed:
         print(
@@ -228,9 +268,18 @@ def _grid_exit_code(report) -> int:
             print(f"  {job.name}: {error} (traceback: {traceback_file})", file=sys.stderr)
         return EXIT_INCOMPLETE
     if report.not_run:
+        from hsmlbench.domains.images.data_commands import data_root_problem
+
+        # a missing data root is one problem, not one per dataset and job
+        problem = data_root_problem(data_root)
+        why = (
+            f": {problem}"
+            if problem
+            else " (the tables say which and how to get it; then `hsmlbench data check`)"
+        )
         print(
             f"hsmlbench: {len(report.not_run)} of {report.total} jobs did not run: their data "
-            "is missing (the tables say which and how to get it; then `hsmlbench data check`)",
+            f"is missing{why}",
             file=sys.stderr,
         )
         return EXIT_NOT_RUN
@@ -244,7 +293,13 @@ def _check_data(config, args) -> None:
     domain = domain_for(config.table)
     problems = domain.data_problems(config, args.data_root)
     if problems:
-        raise DataMissing(domain.not_run_fields(config, problems, args.data_root)["reason"])
+        from hsmlbench.domains.images.data_commands import data_root_problem
+
+        # a missing data root is one problem, not one per dataset
+        root_problem = data_root_problem(args.data_root) if domain.name == "images" else None
+        raise DataMissing(
+            root_problem or domain.not_run_fields(config, problems, args.data_root)["reason"]
+        )
 
 
 class DataMissing(Exception):
@@ -255,13 +310,14 @@ def _train(args) -> int:
     from hsmlbench.run.training import CHECKPOINT, previous_checkpoint, train
 
     config = _config(args)
+    _check_folder(args.run_dir, "--run-dir")
     checkpoint = args.run_dir / CHECKPOINT
     if args.resume and not (checkpoint.exists() or previous_checkpoint(checkpoint).exists()):
         raise UsageError(
             f"--resume: no checkpoint in {args.run_dir}; start the run without --resume"
         )
     _check_data(config, args)
-    _check_writable(args.run_dir)
+    _check_writable(args.run_dir, "--run-dir")
     result = train(
         config,
         args.seed,
@@ -292,8 +348,9 @@ def _check_finished(checkpoint: Path, config, args) -> None:
         ) from None
     if not config.matches(stored) or seed != args.seed:
         raise UsageError(
-            f"{checkpoint} belongs to another run (different config or seed); give the "
-            "--table, --method, --setting, --budget and --seed it was trained with"
+            f"{checkpoint} belongs to another run ({_describe_run(stored, seed)}); evaluate it "
+            "with the --table, --method, --setting, --budget and --seed it was trained with, "
+            "or give the --run-dir of the run you mean"
         )
     total = config.budget.iterations
     if iteration < total:
@@ -305,6 +362,16 @@ def _check_finished(checkpoint: Path, config, args) -> None:
         )
 
 
+def _describe_run(stored, seed) -> str:
+    """``T1 maml 5-shot, budget smoke, seed 0`` from a checkpoint's stored config."""
+    try:
+        budget = stored["budget"]
+        budget = budget.get("name", "?") if isinstance(budget, dict) else budget
+        return f"{stored['table']} {stored['method']} {stored['setting']}, budget {budget}, seed {seed}"
+    except (KeyError, TypeError, AttributeError):
+        return "a different config or seed"
+
+
 def _evaluate(args) -> int:
     from hsmlbench.atomic import write_json
     from hsmlbench.domains import domain_for
@@ -313,16 +380,16 @@ def _evaluate(args) -> int:
     from hsmlbench.run.training import train
 
     config = _config(args)
-    checkpoint = args.run_dir / "checkpoint.pt"
-    if not checkpoint.exists():
-        raise UsageError(f"no checkpoint in {args.run_dir}; run `hsmlbench train` first")
-    _check_finished(checkpoint, config, args)
     if args.out.is_dir():
         raise UsageError(
             f"--out {args.out} is a folder; give a file name, e.g. {args.out}/raw.json"
         )
+    checkpoint = args.run_dir / "checkpoint.pt"
+    if not checkpoint.exists():
+        raise UsageError(f"no checkpoint in {args.run_dir}; run `hsmlbench train` first")
+    _check_finished(checkpoint, config, args)
     _check_data(config, args)
-    _check_writable(args.out.parent)
+    _check_writable(args.out.parent, f"--out {args.out}: the folder")
     domain = domain_for(config.table)
     # Loading a finished checkpoint through train(resume=True) runs no further iterations.
     trained = train(
@@ -355,26 +422,63 @@ def _report(args) -> int:
     from hsmlbench.atomic import write_text
     from hsmlbench.report.tables import load_table, render_latex, render_markdown
 
+    source = args.json
+    if source.is_dir():
+        raise UsageError(f"{source} is a folder; give a table's JSON file, e.g. {source}/T1.json")
+    not_a_table = (
+        f"{source} is not a hsmlbench table file (a JSON object with 'table', 'rows' and "
+        "'budget', as `hsmlbench reproduce` writes it); re-run the table"
+    )
     try:
-        data = load_table(args.json)
+        data = load_table(source)
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(str(error)) from None
+    except TypeError:  # valid JSON, but not an object
+        raise UsageError(not_a_table) from None
+    except OSError as error:
+        raise UsageError(f"cannot read {source} ({error.strerror})") from None
+    if not isinstance(data, dict) or not isinstance(data["rows"], list):
+        raise UsageError(not_a_table)
     render, suffix = (render_latex, ".tex") if args.format == "latex" else (render_markdown, ".md")
-    path = args.json.with_suffix(suffix)
-    write_text(path, render(data))
+    try:
+        text = render(data)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+        raise UsageError(f"{not_a_table} ({type(error).__name__}: {error})") from None
+    path = source.with_suffix(suffix)
+    try:
+        write_text(path, text)
+    except OSError as error:
+        raise UsageError(
+            f"cannot write {path} ({error.strerror}); the table is written next to its JSON: "
+            "copy the JSON into a folder you can write to"
+        ) from None
     print(f"wrote {path}")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _check_kernels() -> None:
+    """A bad ``HSMLBENCH_KERNELS`` stops every command that trains before anything runs, even
+    one whose methods never reach the kernels (they would fail only once an HSML job does)."""
+    from hsmlbench.kernels.dispatch import ENV_VAR
+
+    value = os.environ.get(ENV_VAR, "")
+    if value.strip().lower() not in ("", "triton", "torch"):
+        raise UsageError(f"{ENV_VAR}={value!r}: use triton, torch, or leave it unset")
+
+
+def _debug(args) -> bool:
+    """``--debug`` or ``HSMLBENCH_DEBUG`` set to anything but empty, 0, false or no."""
+    value = os.environ.get(DEBUG_ENV, "").strip().lower()
+    return args.debug or value not in ("", "0", "false", "no")
+
+
+def _run(args) -> int:
     if getattr(args, "budget", None) is not None and args.budget not in BUDGETS:
-        print(
-            f"hsmlbench: unknown budget {args.budget!r}; known: {', '.join(BUDGETS)}",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+        raise UsageError(f"unknown budget {args.budget!r}; known: {', '.join(BUDGETS)}")
+    if args.command in TRAINING_COMMANDS:
+        _check_kernels()
     from hsmlbench.domains.images.data_commands import run_data_command
+    from hsmlbench.methods.registry import load_plugin
 
     handler = {
         "reproduce": _reproduce,
@@ -383,27 +487,55 @@ def main(argv: list[str] | None = None) -> int:
         "report": _report,
         "data": run_data_command,
     }
-    from hsmlbench.methods.registry import PluginError, load_plugin
+    for module in getattr(args, "plugin", []):
+        load_plugin(module)
+    return handler[args.command](args)
+
+
+def _one_line(error: Exception) -> tuple[int, str]:
+    """The exit code and the one line that report ``error``."""
+    from hsmlbench.methods.registry import PluginError
 
     try:
-        for module in getattr(args, "plugin", []):
-            load_plugin(module)
-        return handler[args.command](args)
-    except PluginError as error:
-        print(f"hsmlbench: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except UsageError as error:
-        print(f"hsmlbench: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except DataMissing as error:
-        print(f"hsmlbench: data missing: {error}", file=sys.stderr)
-        return EXIT_NOT_RUN
+        from hsmlbench.run.training import NonFiniteLossError
+    except Exception:  # noqa: BLE001 - the error being reported may be this very import
+        NonFiniteLossError = ()  # matches nothing
+
+    if isinstance(error, (UsageError, PluginError)):
+        return EXIT_USAGE, str(error)
+    if isinstance(error, DataMissing):
+        return EXIT_NOT_RUN, f"data missing: {error}"
+    if isinstance(error, NonFiniteLossError):
+        # the run stopped on a NaN: exit 3 as a failed job of the grid; the message names the
+        # iteration and the last good checkpoint
+        return EXIT_INCOMPLETE, str(error)
+    # anything else is unexpected (a bug, a full disk): 3, the code of a run that failed
+    what = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return EXIT_INCOMPLETE, f"{what} (run with --debug for the traceback)"
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: its lines joined by spaces."""
+    return " ".join(line.strip() for line in str(message).splitlines() if line.strip())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    args.debug = _debug(args)
+    try:
+        return _run(args)
     except KeyboardInterrupt:
         print(
             "\nhsmlbench: interrupted; re-run the same command to resume from the last checkpoint",
             file=sys.stderr,
         )
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        if args.debug:
+            raise
+        code, message = _one_line(error)
+        print(f"hsmlbench: {one_line(message)}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

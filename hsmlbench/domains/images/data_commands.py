@@ -12,6 +12,7 @@ from pathlib import Path
 from hsmlbench.domains.images.datasets import (
     DATA_ROOT_ENV,
     DATASET_NAMES,
+    LAYOUT_DIR,
     DataError,
     resolve_data_root,
 )
@@ -63,12 +64,39 @@ def add_reproduce_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def data_root_problem(data_root) -> str | None:
+    """Why the data root itself cannot be used (none given, missing, a file), in one sentence
+    with the fix; None when it is a folder. One problem for the whole root, not one per dataset."""
+    try:
+        root = resolve_data_root(data_root)
+    except DataError as error:
+        return str(error)
+    if not root.exists():
+        return (
+            f"data root {root} does not exist; prepare the datasets there with `hsmlbench data "
+            f"prepare`, or pass --data-root (or set {DATA_ROOT_ENV}) the folder that holds "
+            f"{LAYOUT_DIR}/"
+        )
+    if not root.is_dir():
+        return _not_a_folder(root)
+    return None
+
+
+def _not_a_folder(root: Path) -> str:
+    return (
+        f"data root {root} is a file, not a folder; pass --data-root (or set {DATA_ROOT_ENV}) "
+        f"the folder that holds {LAYOUT_DIR}/"
+    )
+
+
 def run_data_command(args) -> int:
     from hsmlbench.domains.images.layout import check_data_root, format_reports
     from hsmlbench.domains.images.prepare import prepare_dataset
 
     try:
         root = resolve_data_root(args.data_root)
+        if root.exists() and not root.is_dir():
+            raise DataError(_not_a_folder(root))
         if args.data_command == "prepare":
             prepare_dataset(args.dataset, args.source, root, force=args.force)
             return 0
@@ -76,5 +104,8 @@ def run_data_command(args) -> int:
         print(format_reports(root, reports), end="")
         return 0 if all(r.ok for r in reports) else EXIT_DATA
     except DataError as error:
-        print(f"hsmlbench: {error}", file=sys.stderr)
+        if getattr(args, "debug", False):
+            raise
+        message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        print(f"hsmlbench: {message}", file=sys.stderr)
         return EXIT_DATA

@@ -78,10 +78,20 @@ def prepare_dataset(
     target = parent / spec.folder
     if target.exists() and not force:
         raise DataError(f"{target} already exists; pass --force to replace it")
-    created = _make_dirs(parent)
-    staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{spec.folder}.prepare-"))
+    created: list[Path] = []
     try:
-        base = _unpack(source, staging / "source", log)
+        created = _make_dirs(parent)
+        staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{spec.folder}.prepare-"))
+    except OSError as error:
+        for folder in reversed(created):
+            _remove_if_empty(folder)
+        raise DataError(
+            f"data root {root}: cannot write in {parent} ({error.strerror}); pass --data-root "
+            "a folder you can write to"
+        ) from None
+    base = staging / "source"
+    try:
+        base = _unpack(source, base, log)
         classes = _COLLECT[name](base, spec)
         split = _select_and_split(name, spec, classes)
         out = staging / "out"
@@ -106,14 +116,23 @@ def prepare_dataset(
                 raise
         else:
             os.replace(out, target)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
         for folder in reversed(created):
             _remove_if_empty(folder)
+        if isinstance(error, DataError):
+            raise DataError(_named_by_source(str(error), base, source)) from None
         raise
     shutil.rmtree(staging, ignore_errors=True)
     log(f"prepared {spec.label} at {target}")
     return target
+
+
+def _named_by_source(message: str, extracted: Path, source: Path) -> str:
+    """A problem found in the source, told by the source's own path: an archive's staging
+    folder is deleted by then (``x.tgz/dir/file`` names a file inside the archive)."""
+    message = message.replace(str(extracted), str(source))
+    return message if str(source) in message else f"{source}: {message}"
 
 
 def _make_dirs(folder: Path) -> list[Path]:
