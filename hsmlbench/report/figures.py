@@ -230,8 +230,58 @@ def table_notes(domain: str, raws: list[dict], table: str) -> list[str]:
         notes = [image_cluster_note(first_seed, table)]
     else:
         first_seed = [r for r in raws if r["seed"] == raws[0]["seed"]] if raws else []
-        notes = [cluster_note(first_seed, table), cluster_structure_note(raws), growth_note(raws)]
+        notes = [
+            cluster_note(first_seed, table),
+            cluster_structure_note(raws),
+            growth_note(raws),
+            *maml_seed_notes(raws),
+        ]
     return [note for note in notes if note]
+
+
+def maml_seed_notes(raws: list[dict]) -> list[str]:
+    """MAML's seeds side by side (where its test MSE goes, per family; the fraction of θ0's
+    ReLU units dead on all of [-5, 5]; the final training query loss), with the rank
+    correlation between dead layer-2 units and test MSE: why seeds of MAML disagree."""
+    from scipy.stats import spearmanr
+
+    notes = []
+    for setting in sorted({r["setting"] for r in raws if r["method"] == "maml"}):
+        seeds = sorted(
+            (r for r in raws if r["method"] == "maml" and r["setting"] == setting),
+            key=lambda r: r["seed"],
+        )
+        seeds = [r for r in seeds if r.get("theta0_dead_units")]
+        if len(seeds) < 2:
+            continue
+        lines = []
+        for r in seeds:
+            family = r.get("per_family_mean", {})
+            dead = r["theta0_dead_units"]
+            final = r["train_query_loss"][-1][1] if r.get("train_query_loss") else float("nan")
+            lines.append(
+                f"- seed {r['seed']}: test MSE {r['mean']:.3f} (sin {family.get('sin', float('nan')):.3f}, "
+                f"line {family.get('line', float('nan')):.3f}, quadratic "
+                f"{family.get('quadratic', float('nan')):.3f}, cubic {family.get('cubic', float('nan')):.3f}); "
+                f"dead units in θ0 layer 1 {dead[0]:.0%}, layer 2 {dead[1]:.0%}; final training "
+                f"query MSE {final:.3f}"
+            )
+        text = (
+            f"MAML {setting}, seed by seed (what differs between seeds; a θ0 unit is dead when "
+            "its ReLU outputs 0 for every x in [-5, 5], so it cannot help a task until the "
+            "inner loop revives it):\n\n" + "\n".join(lines)
+        )
+        if len(seeds) >= 4:
+            rho, p = spearmanr(
+                [r["theta0_dead_units"][1] for r in seeds], [r["mean"] for r in seeds]
+            )
+            text += (
+                f"\n\nRank correlation between layer-2 dead units and test MSE over the "
+                f"{len(seeds)} seeds: Spearman ρ = {rho:.2f} (p = {p:.2g}); a correlation, not "
+                "a cause."
+            )
+        notes.append(text)
+    return notes
 
 
 def growth_note(raws: list[dict]) -> str | None:
