@@ -5,6 +5,7 @@ import pytest
 from hsmlbench.domains.regression.configs import TABLES
 
 
+@pytest.mark.cell("T2")
 @pytest.mark.parametrize("method", TABLES["T2"].methods)
 def test_T2_cell(run_cell, method):
     raw = run_cell("T2", method, "5-shot")
@@ -13,6 +14,7 @@ def test_T2_cell(run_cell, method):
         assert raw["events"] == [], "HSML-S must never add a cluster"
 
 
+@pytest.mark.table("T2")
 def test_T2_table_and_comparisons(render_table, budget):
     text = render_table("T2")
     assert budget in text

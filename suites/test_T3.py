@@ -3,7 +3,8 @@ synthetic twin table, and the speed of one meta-iteration.
 
 Real cells need the four datasets (``hsmlbench data check``); without them each cell records
 "not run" with the reason and is skipped, and the table still says so. The synthetic cells
-always run. One meta-iteration (1-shot, meta-batch 4, second order) is timed for MAML and HSML
+run at the image budget (``cpu`` on a CPU by default, see conftest.py) unless projected past
+``--max-cell-minutes`` on a CPU; then they are skipped, saying how to run them. One meta-iteration (1-shot, meta-batch 4, second order) is timed for MAML and HSML
 at 32×32 on CPU and at 84×84 on a GPU, after checking MAML's batched meta-loss against the
 per-task loop.
 """
@@ -25,7 +26,7 @@ def _run_cell(benchmark, table, method, budget):
     raw = benchmark.pedantic(
         run_job,
         args=(job, default_out_dir(budget), "runs"),
-        kwargs={"progress": False},
+        kwargs={"progress": True},  # a line every 30 s on the terminal (conftest)
         rounds=1,
         iterations=1,
     )
@@ -39,18 +40,22 @@ def _run_cell(benchmark, table, method, budget):
         assert 0.0 <= cell["mean"] <= 100.0
 
 
+@pytest.mark.cell("T3")
 @pytest.mark.parametrize("method", IMAGE_TABLES["T3"].methods)
-def test_T3_cell(benchmark, budget, method):
-    _run_cell(benchmark, "T3", method, budget)
+def test_T3_cell(benchmark, image_budget, method):
+    _run_cell(benchmark, "T3", method, image_budget)
 
 
+@pytest.mark.cell("T3-synthetic")
 @pytest.mark.parametrize("method", IMAGE_TABLES["T3-synthetic"].methods)
-def test_T3_synthetic_cell(benchmark, budget, method):
-    _run_cell(benchmark, "T3-synthetic", method, budget)
+def test_T3_synthetic_cell(benchmark, image_budget, method):
+    _run_cell(benchmark, "T3-synthetic", method, image_budget)
 
 
+@pytest.mark.table
 @pytest.mark.parametrize("table", ["T3", "T3-synthetic"])
-def test_T3_table_and_comparisons(benchmark, budget, table):
+def test_T3_table_and_comparisons(benchmark, image_budget, table):
+    budget = image_budget
     out = default_out_dir(budget)
     _, md_path = benchmark.pedantic(write_table, args=(table, budget, out), rounds=1, iterations=1)
     write_image_figures(table, budget, out)

@@ -1,6 +1,7 @@
 """Table T4 (continual few-shot classification): every cell through the benchmark fixture,
 and the synthetic twin table. Real cells need the four datasets; without them each cell
-records "not run" with the reason and is skipped, and the table still says so."""
+records "not run" with the reason and is skipped, and the table still says so. The image
+budget and the projection that may skip a cell: conftest.py."""
 
 import pytest
 
@@ -15,7 +16,7 @@ def _run_cell(benchmark, table, method, budget):
     raw = benchmark.pedantic(
         run_job,
         args=(job, default_out_dir(budget), "runs"),
-        kwargs={"progress": False},
+        kwargs={"progress": True},  # a line every 30 s on the terminal (conftest)
         rounds=1,
         iterations=1,
     )
@@ -32,18 +33,22 @@ def _run_cell(benchmark, table, method, budget):
         assert cell["n_tasks"] == len(cell["per_task"]) > 0
 
 
+@pytest.mark.cell("T4")
 @pytest.mark.parametrize("method", IMAGE_TABLES["T4"].methods)
-def test_T4_cell(benchmark, budget, method):
-    _run_cell(benchmark, "T4", method, budget)
+def test_T4_cell(benchmark, image_budget, method):
+    _run_cell(benchmark, "T4", method, image_budget)
 
 
+@pytest.mark.cell("T4-synthetic")
 @pytest.mark.parametrize("method", IMAGE_TABLES["T4-synthetic"].methods)
-def test_T4_synthetic_cell(benchmark, budget, method):
-    _run_cell(benchmark, "T4-synthetic", method, budget)
+def test_T4_synthetic_cell(benchmark, image_budget, method):
+    _run_cell(benchmark, "T4-synthetic", method, image_budget)
 
 
+@pytest.mark.table
 @pytest.mark.parametrize("table", ["T4", "T4-synthetic"])
-def test_T4_table_and_comparisons(benchmark, budget, table):
+def test_T4_table_and_comparisons(benchmark, image_budget, table):
+    budget = image_budget
     out = default_out_dir(budget)
     _, md_path = benchmark.pedantic(write_table, args=(table, budget, out), rounds=1, iterations=1)
     write_image_figures(table, budget, out)

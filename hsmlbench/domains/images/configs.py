@@ -7,7 +7,12 @@ Tables:
 - ``T3``, ``T4``: the paper's, on the four real datasets (need the data; see ``datasets``).
 - ``T3-synthetic``, ``T4-synthetic``: the same runs on ``hsmlbench.domains.images.synthetic``; never
   compared with published numbers. At the smoke budget their images are 32×32 (so that the
-  whole path runs on a CPU in minutes); at every other budget 84×84.
+  whole path runs on a CPU in minutes); at the quick and paper budgets 84×84.
+
+The ``cpu`` budget (image tables only) is a reduced configuration of its own for a machine
+without a GPU: 32×32 images (real data is resized after decoding, synthetic data drawn at
+32×32) and a short run; its name says so wherever a table names its budget, so its numbers
+are never mistaken for a quick or paper run, on any hardware.
 
 A budget only shortens a run (iterations, test tasks per dataset); for T4 it also compresses
 the dataset stream and HSML-D's window and cooldown in proportion, so that a short run still
@@ -147,14 +152,33 @@ _SMOKE = Budget("smoke", 12, 30, 6, "CI smoke test: the whole path, numbers mean
 _QUICK = Budget(
     "quick", 5_000, 1_000, 1_000, "reduced: 5,000 iterations, 1,000 test tasks per dataset"
 )
+# ``cpu`` (image tables only): sized so that the seven synthetic T3/T4 cells together take a
+# few minutes on the 2-core CPU. Measured there (hsmlbench.run.planning.measure, 1 thread,
+# CPU time): one 32×32 meta-iteration (1-shot, meta-batch 4, 5 second-order steps, Adam step)
+# 0.45-0.55 s for every method; one test task (10 steps) about 0.05 s. A cell is then about
+# 100 × 0.5 s + 4 × 100 × 0.05 s ≈ 70 s, the seven about 8 minutes on one thread. At 84×84
+# one meta-iteration costs about 3.6 s: the quick budget's 5,000 are about 5 hours a cell.
+CPU_IMAGE_SIZE = 32
+CPU_ITERATIONS = 100
+CPU_TEST_TASKS = 100
+_CPU = Budget(
+    "cpu",
+    CPU_ITERATIONS,
+    CPU_TEST_TASKS,
+    50,
+    f"reduced for a CPU: {CPU_IMAGE_SIZE}×{CPU_IMAGE_SIZE} images (not 84×84), "
+    f"{CPU_ITERATIONS} iterations, {CPU_TEST_TASKS} test tasks per dataset",
+)
 IMAGE_BUDGETS: dict[str, dict[str, Budget]] = {
     "T3": {
         "smoke": _SMOKE,
+        "cpu": _CPU,
         "quick": _QUICK,
         "paper": Budget("paper", 60_000, 1_000, 2_000, "docs/PROTOCOL.md §4 exactly (1-shot)"),
     },
     "T4": {
         "smoke": _SMOKE,
+        "cpu": _CPU,
         "quick": _QUICK,
         "paper": Budget("paper", 40_000, 1_000, 2_000, "docs/PROTOCOL.md §4 exactly"),
     },
@@ -232,6 +256,12 @@ def _method_fields(table: str, method: str) -> dict:
     raise KeyError(method)
 
 
+def _image_size(synthetic: bool, budget: str) -> int:
+    if budget == "cpu":
+        return CPU_IMAGE_SIZE
+    return 32 if synthetic and budget == "smoke" else 84
+
+
 def image_run_config(table: str, method: str, setting: str, budget: str) -> ImageRunConfig:
     """The registry: the configuration of one image job at a budget."""
     if table not in IMAGE_TABLES:
@@ -255,6 +285,6 @@ def image_run_config(table: str, method: str, setting: str, budget: str) -> Imag
         data="synthetic" if synthetic else "real",
         datasets=SYNTHETIC_DOMAINS if synthetic else DATASET_NAMES,
         k_shot=int(setting.split("-")[0]),
-        image_size=32 if synthetic and budget == "smoke" else 84,
+        image_size=_image_size(synthetic, budget),
         **_method_fields(table, method),
     )
