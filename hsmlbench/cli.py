@@ -19,7 +19,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hsmlbench.domains.regression.configs import BUDGETS
+
+def known_budgets() -> list[str]:
+    """Every budget name some table has (regression: smoke, quick, paper; images add cpu)."""
+    from hsmlbench.domains import domains
+
+    names = [b for d in domains().values() for t in d.tables for b in d.budgets(t)]
+    return list(dict.fromkeys(names))
+
+
+DEFAULT_MAX_CELL_MINUTES = 30.0
 
 EXIT_DATA = 1
 EXIT_USAGE = 2
@@ -97,7 +106,11 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--tables", nargs="+", default=["T1"], help="any of T1, T2, T3, T4")
     rep.add_argument("--methods", nargs="+", help="default: every method of each table")
     rep.add_argument("--settings", nargs="+", help="e.g. 5-shot; default: every setting")
-    rep.add_argument("--budget", default="quick", help=f"one of {', '.join(BUDGETS)}")
+    rep.add_argument(
+        "--budget",
+        default="quick",
+        help="smoke, quick, paper; cpu (image tables only: 32×32, a short run)",
+    )
     rep.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per cell")
     rep.add_argument(
         "--out", type=Path, help="default: results/ for --budget paper, else results/<budget>/"
@@ -116,6 +129,14 @@ def _parser() -> argparse.ArgumentParser:
         help="jobs run at once on this machine, each in its own process with cores/N torch "
         "threads (default: one per core; never more than jobs left; 1: one after another in "
         "this process, with progress bars)",
+    )
+    rep.add_argument(
+        "--max-cell-minutes",
+        type=float,
+        default=DEFAULT_MAX_CELL_MINUTES,
+        help="on a CPU, skip a cell whose projected time (from a measured meta-iteration) is "
+        "over this, saying how to run it (default 30; 0: no bound; --budget paper is never "
+        "skipped)",
     )
     rep.add_argument(
         "--executor",
@@ -235,9 +256,13 @@ def _reproduce(args) -> int:
         raise UsageError(error.args[0]) from None
     except ExecutorUnavailable as error:
         raise UsageError(str(error)) from None
+    if args.max_cell_minutes < 0:
+        raise UsageError(f"--max-cell-minutes {args.max_cell_minutes:g}: need 0 (no bound) or more")
     out = args.out or default_out_dir(args.budget)
     _check_folder(args.work_dir, "--work-dir")  # created by the first job that trains
     _check_writable(out, "--out" if args.out else "output folder")
+    skipped = _plan(jobs, out, args)
+    jobs = [job for job in jobs if job not in skipped]
     if args.executor == "local" and args.jobs != 1 and len(jobs) > 1:
         start_pool_server(JOB_MODULES)  # its imports run beside this process's, not after
     report = reproduce(
@@ -253,7 +278,39 @@ def _reproduce(args) -> int:
     )
     for path in report.written:
         print(f"wrote {path}")
-    return _grid_exit_code(report, args.data_root)
+    code = _grid_exit_code(report, args.data_root)
+    if code == 0 and skipped:
+        print(
+            f"hsmlbench: {len(skipped)} cells were skipped (projected over "
+            f"--max-cell-minutes {args.max_cell_minutes:g}); the plan above says how to run each",
+            file=sys.stderr,
+        )
+        return EXIT_SKIPPED
+    return code
+
+
+def _plan(jobs: list, out: Path, args) -> dict:
+    """Prints one plan line per table (cells to run, reused, skipped; projected time on this
+    machine from a measured meta-iteration) and returns the jobs skipped for being projected
+    past ``--max-cell-minutes`` on a CPU, each with the reason printed."""
+    from hsmlbench.run import planning
+    from hsmlbench.run.executors import available_cores
+
+    if not jobs:
+        return {}
+    workers = args.jobs or (1 if args.executor == "ray" else available_cores())
+    plan = planning.plan_suite(
+        jobs,
+        out,
+        max_cell_minutes=args.max_cell_minutes,
+        explicit_paper=args.budget == "paper",
+        data_root=args.data_root,
+        measure=planning.measure,  # looked up now: tests replace it
+        workers=min(workers, len(jobs)),
+    )
+    for line in plan.lines:
+        print(f"plan: {line}", flush=True)
+    return plan.skipped
 
 
 def _grid_exit_code(report, data_root=None) -> int:
@@ -473,8 +530,9 @@ def _debug(args) -> bool:
 
 
 def _run(args) -> int:
-    if getattr(args, "budget", None) is not None and args.budget not in BUDGETS:
-        raise UsageError(f"unknown budget {args.budget!r}; known: {', '.join(BUDGETS)}")
+    budgets = known_budgets()
+    if getattr(args, "budget", None) is not None and args.budget not in budgets:
+        raise UsageError(f"unknown budget {args.budget!r}; known: {', '.join(budgets)}")
     if args.command in TRAINING_COMMANDS:
         _check_kernels()
     from hsmlbench.domains.images.data_commands import run_data_command

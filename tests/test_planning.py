@@ -346,3 +346,46 @@ def test_progress_lines_reach_the_terminal_while_a_cell_runs(suite, monkeypatch)
         ["T3-synthetic-maml-1-shot seed 0: iteration 1,200/5,000, loss 1.234, * elapsed, ETA *"]
     )
     assert "captured, not shown" not in result.stdout.str()
+
+
+def _fake_measure(seconds_per_iteration: float):
+    from hsmlbench.run.planning import Measurement
+
+    def measure(config, device=None, **kwargs):
+        return Measurement(seconds_per_iteration, 0.0, 0.0, False)
+
+    return measure
+
+
+@pytest.mark.parametrize(
+    "budget, max_minutes, expected",
+    [("quick", "30", 4), ("quick", "0", None), ("paper", "30", None)],
+)
+def test_reproduce_skips_a_cell_projected_past_the_bound_and_exits_4(
+    tmp_path, capsys, monkeypatch, budget, max_minutes, expected
+):
+    """3.6 s per image meta-iteration × 5,000 = 5 h: skipped on a CPU at quick (exit 4, the
+    line names the option), run when the bound is lifted or the paper budget is asked for
+    (the grid is replaced here: only the decision is under test)."""
+    from hsmlbench import cli
+    from hsmlbench.run import grid, planning
+
+    monkeypatch.setattr(planning, "measure", _fake_measure(3.6))
+    ran = []
+
+    def fake_reproduce(jobs, *args, **kwargs):
+        ran.extend(jobs)
+        return grid.GridReport(total=len(jobs), finished=len(jobs))
+
+    monkeypatch.setattr(grid, "reproduce", fake_reproduce)
+    argv = ["reproduce", "--tables", "T3-synthetic", "--methods", "maml", "--budget", budget]
+    argv += ["--max-cell-minutes", max_minutes, "--jobs", "1", "--quiet"]
+    argv += ["--out", str(tmp_path / "out"), "--work-dir", str(tmp_path / "w")]
+    code = cli.main(argv)
+    out = capsys.readouterr()
+    if expected == 4:
+        assert code == 4 and ran == []
+        assert "projected 5h" in out.out and "--max-cell-minutes 0" in out.out
+        assert "1 cells were skipped" in out.err
+    else:
+        assert code == 0 and [job.name for job in ran] == ["T3-synthetic-maml-1-shot-seed0"]

@@ -458,7 +458,12 @@ def assemble_table(table: str, budget: str, out_dir: Path) -> dict:
         "metric": spec.metric,
         "lower_is_better": spec.lower_is_better,
         **({"data": raws[0]["data"]} if "data" in raws[0] else {}),
-        "budget": {"name": b.name, "iterations": b.iterations, "n_test_tasks": b.n_test_tasks},
+        "budget": {
+            "name": b.name,
+            "iterations": b.iterations,
+            "n_test_tasks": b.n_test_tasks,
+            "description": b.description,
+        },
         "environment": raws[-1]["environment"],
         "rows": rows,
         "notes": list(spec.notes) + _not_run_notes(raws, domain, budget) + ablation_notes,
