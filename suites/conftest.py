@@ -40,7 +40,6 @@ DEFAULT_MAX_CELL_MINUTES = 30.0
 MEASURE_OPTIONS = {"warmup": 1, "repeats": 1, "eval_tasks": 4}
 
 _BUDGETS = pytest.StashKey[dict]()
-_SINK = pytest.StashKey[object]()
 
 
 def pytest_addoption(parser):
@@ -95,13 +94,12 @@ def _terminal_line(config):
     return write
 
 
-def pytest_sessionstart(session):
-    session.config.stash[_SINK] = progress.set_sink(_terminal_line(session.config))
-
-
-def pytest_unconfigure(config):
-    if _SINK in config.stash:
-        progress.set_sink(config.stash[_SINK])
+@pytest.fixture(autouse=True)
+def _progress_to_the_terminal(request):
+    """Progress lines of the suites' cells go to pytest's terminal (only here: tests outside
+    suites/, run in the same session by CI, keep their own streams)."""
+    with progress.sink(_terminal_line(request.config)):
+        yield
 
 
 def _table_budget(config, table: str) -> str | None:
