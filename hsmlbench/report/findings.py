@@ -16,7 +16,7 @@ import numpy as np
 from hsmlbench.atomic import write_text
 from hsmlbench.report import seed_statistics as ss
 from hsmlbench.report.paper_reference import METHOD_LABELS, PUBLISHED
-from hsmlbench.report.tables import summarize
+from hsmlbench.report.tables import provenance_line, summarize
 
 # Each candidate cause of a departure (docs/PROTOCOL.md §7), the ablation rows that test it,
 # and the effect each row should have if the cause is real ("lower" / "higher" MSE than the
@@ -219,6 +219,8 @@ def render_findings(out_dir: Path) -> str | None:
         "edit by hand. Budget: "
         f"**{budget}**{'' if budget == 'paper' else ' — NOT the paper budget'}. Every number "
         "below is in those files; intervals and verdict rules are the tables' own.",
+        "",
+        *(f"- `{s}.json`: {provenance_line(_load(out_dir, s))}" for s in sources),
         "",
         "## Cells and claims that do not reproduce",
         "",
