@@ -103,7 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     rep = sub.add_parser("reproduce", help="run a grid of table cells and write the tables")
-    rep.add_argument("--tables", nargs="+", default=["T1"], help="any of T1, T2, T3, T4")
+    rep.add_argument(
+        "--tables", nargs="+", default=["T1"], help="any of T1, T2, T3, T4, ablations (default: T1)"
+    )
     rep.add_argument("--methods", nargs="+", help="default: every method of each table")
     rep.add_argument("--settings", nargs="+", help="e.g. 5-shot; default: every setting")
     rep.add_argument(
