@@ -316,7 +316,11 @@ def _plan(jobs: list, out: Path, args) -> dict:
 
 
 def _grid_exit_code(report, data_root=None) -> int:
-    """3 if a job failed, else 5 if a job could not run for missing data, else 0."""
+    """3 if a job failed, else 5 if a job could not run for missing data, else 0. A job whose
+    meta-training diverged is a result (recorded, in the table's notes), said here, not an
+    error."""
+    for job, reason in report.diverged:
+        print(f"hsmlbench: {job.name} diverged, recorded in its table: {reason}", file=sys.stderr)
     if report.failed:
         print(
             f"hsmlbench: {len(report.failed)} of {report.total} jobs failed; the tables show the "

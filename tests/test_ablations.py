@@ -76,3 +76,49 @@ def test_findings_page_is_rendered_with_numbers(out):
     assert "Ours after 1 step:" in text and "HSML − `mumomaml-step1`" in text
     md = (out / "ablations.md").read_text()
     assert "## Effect of each change" in md and "Baseline rows (MAML, MUMOMAML, HSML)" in md
+
+
+def test_findings_say_which_ablation_seeds_diverged(out, tmp_path):
+    """A row with a diverged seed says so beside its effect; a row whose every seed diverged
+    says that instead of "not run yet"."""
+    from hsmlbench.report.findings import render_findings
+
+    for name in ("T1.json", "T2.json"):
+        if (out / name).exists():
+            (tmp_path / name).write_text((out / name).read_text())
+    data = json.loads((out / "ablations.json").read_text())
+    data["diverged"] = [
+        {
+            "method": "hsml-torch-init",
+            "setting": "5-shot",
+            "seed": 2,
+            "diverged_at_iteration": 41,
+            "iterations": 60,
+        },
+        {
+            "method": "hsml-clipped",
+            "setting": "5-shot",
+            "seed": 0,
+            "diverged_at_iteration": 7,
+            "iterations": 60,
+        },
+        {
+            "method": "hsml-clipped",
+            "setting": "5-shot",
+            "seed": 1,
+            "diverged_at_iteration": 9,
+            "iterations": 60,
+        },
+    ]
+    (tmp_path / "ablations.json").write_text(json.dumps(data))
+    text = render_findings(tmp_path)
+    line = next(x for x in text.splitlines() if x.startswith("- `hsml-torch-init` against"))
+    assert line.endswith(
+        "(seed 2 diverged at iteration 41 of 60; not in the mean: the effect is over the seeds "
+        "that finished)"
+    )
+    assert (
+        "- `hsml-clipped`: every seed run diverged (seed 0 diverged at iteration 7 of 60; seed 1 "
+        "diverged at iteration 9 of 60); no effect to measure" in text
+    )
+    assert "`hsml-clipped`: not run yet" not in text

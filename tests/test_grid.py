@@ -89,7 +89,7 @@ def test_local_pool_gives_the_serial_numbers(tmp_path, serial_reference, capsys)
     last = [line for line in lines if line.startswith("[grid:")][-1]
     assert last.startswith("[grid: 4/4 done, 0 running, 0 failed, 0 queued, ETA 00:00]")
     raw = json.loads(raw_path(out, JOBS[0]).read_text())
-    assert raw["environment"]["host"] and "1 threads" in raw["environment"]["device"]
+    assert raw["environment"]["host"] and "1 thread)" in raw["environment"]["device"]
     assert raw["code_version"] == code_version()
 
 
@@ -364,3 +364,62 @@ def test_ray_executor_without_ray_names_the_extra(tmp_path, capsys, monkeypatch)
     err = capsys.readouterr().err.strip()
     assert "pip install 'hsmlbench[ray]'" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_diverged_run_is_a_recorded_result_said_in_its_table(tmp_path, capsys, monkeypatch):
+    """A non-finite meta-loss in one seed: the grid goes on, the raw file says where it
+    diverged, the table counts it beside the seeds that finished and says so in its notes,
+    and a re-run does not retry it (same config, seed and code diverge again)."""
+    import hsmlbench.run.grid as grid
+    from hsmlbench.run.training import NonFiniteLossError
+
+    diverging = JOBS[2]  # hsml seed 0
+    real_train, calls = grid.train, []
+
+    def train(config, seed, *args, **kwargs):
+        calls.append((config.method, seed))
+        if (config.method, seed) == (diverging.method, diverging.seed):
+            raise NonFiniteLossError(
+                f"{config.job_name} seed {seed}: meta-loss is inf at iteration 37; no checkpoint "
+                "was written yet. Lower the outer learning rate or check the task data."
+            )
+        return real_train(config, seed, *args, **kwargs)
+
+    monkeypatch.setattr(grid, "train", train)
+    out, work = tmp_path / "out", tmp_path / "w"
+    argv = _argv(out, work, "--seeds", "2", "--jobs", "1")
+
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert f"DIVERGED {diverging.name}" in captured.out
+    assert f"hsmlbench: {diverging.name} diverged, recorded in its table" in captured.err
+    raw = json.loads(raw_path(out, diverging).read_text())
+    assert raw["status"] == "diverged" and raw["diverged_at_iteration"] == 37
+    assert raw["iterations"] == 60 and raw["code_version"] == code_version()
+    table = json.loads((out / "T1.json").read_text())
+    assert sorted((r["method"], r["seed"]) for r in table["rows"]) == [
+        ("hsml", 1),
+        ("maml", 0),
+        ("maml", 1),
+    ]
+    assert table["diverged"] == [
+        {
+            "method": "hsml",
+            "setting": "5-shot",
+            "seed": 0,
+            "diverged_at_iteration": 37,
+            "iterations": 60,
+        }
+    ]
+    assert any("- hsml 5-shot seed 0: meta-training diverged" in note for note in table["notes"])
+    markdown = (out / "T1.md").read_text()
+    hsml_row = next(line for line in markdown.splitlines() if line.startswith("| HSML "))
+    assert "| 1 (+1 diverged) " in hsml_row
+    assert "at iteration 37 of 60" in markdown
+
+    calls.clear()
+    assert main(argv) == 0  # reused, not retried
+    assert calls == [] and "4 finished already" in capsys.readouterr().out
+    raw_path(out, diverging).unlink()  # deleting the record retries it
+    assert main(argv) == 0
+    assert calls == [(diverging.method, diverging.seed)]

@@ -112,16 +112,34 @@ def _reading(verdict: str, predicted: str | None) -> str:
     return "consistent with it" if verdict == predicted else "against it"
 
 
+def _diverged_text(diverged: list[dict], change: str) -> str:
+    """ "seed 0 diverged at iteration 33,692 of 70,000" for each diverged run of ``change``."""
+    runs = [d for d in diverged if d["method"] == change]
+    return "; ".join(
+        f"seed {d['seed']} diverged at iteration "
+        f"{d['diverged_at_iteration']:,} of {d['iterations']:,}"
+        if d.get("diverged_at_iteration") is not None and d.get("iterations")
+        else f"seed {d['seed']} diverged"
+        for d in sorted(runs, key=lambda d: d["seed"])
+    )
+
+
 def _ablation_lines(ablations: dict) -> list[str]:
     summary = summarize(ablations)
     effects = {e["change"]: e for e in summary.get("effects", [])}
+    diverged = ablations.get("diverged", [])
     lines = []
     for hypothesis, tests in HYPOTHESES:
         lines += ["", f"### {hypothesis}", ""]
         for change, predicted in tests:
             effect = effects.get(change)
+            lost = _diverged_text(diverged, change)
             if effect is None:
-                lines.append(f"- `{change}`: not run yet")
+                lines.append(
+                    f"- `{change}`: every seed run diverged ({lost}); no effect to measure"
+                    if lost
+                    else f"- `{change}`: not run yet"
+                )
                 continue
             lines.append(
                 f"- `{change}` against {_label(effect['reference'])}: MSE "
@@ -132,6 +150,11 @@ def _ablation_lines(ablations: dict) -> list[str]:
                 f"{effect['verdict']}"
                 + (f", predicted {predicted}" if predicted else "")
                 + f" → {_reading(effect['verdict'], predicted)}"
+                + (
+                    f" ({lost}; not in the mean: the effect is over the seeds that finished)"
+                    if lost
+                    else ""
+                )
             )
     lines += ["", "### The published MUMOMAML value and one inner step", ""]
     lines += _step1_lines(ablations, summary)

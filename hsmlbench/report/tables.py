@@ -51,9 +51,9 @@ def environment_info(device: str = "cpu") -> dict:
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
     if device == "cpu":
-        name = (
-            f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-        )
+        threads = torch.get_num_threads()
+        cpu = platform.processor() or platform.machine()
+        name = f"CPU ({cpu}, {threads} thread{'s' if threads != 1 else ''})"
     else:
         name = torch.cuda.get_device_name(torch.device(device))
     return {
@@ -375,10 +375,24 @@ def _per_seed(verdicts: list[str] | None) -> str:
     return " ".join(short.get(v, v) for v in verdicts)
 
 
+def _diverged_counts(data: dict) -> dict[tuple[str, str], int]:
+    """(method, setting) → how many of its seeds diverged (they have no row)."""
+    counts: dict[tuple[str, str], int] = {}
+    for run in data.get("diverged", []):
+        key = (run["method"], run["setting"])
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _seeds(n: int, diverged: int) -> str:
+    return f"{n} (+{diverged} diverged)" if diverged else str(n)
+
+
 def cell_table(data: dict, summary: dict) -> tuple[list[str], list[list]]:
     """The published-vs-ours table as (headers, rows) of formatted strings: one model that
     markdown and LaTeX both render."""
     labels = METHOD_LABELS | {m: i["label"] for m, i in data.get("extra_methods", {}).items()}
+    diverged = _diverged_counts(data)
     rows = []
     for cell in summary["cells"]:
         published = _fmt(cell.get("published"), cell.get("published_ci95"))
@@ -391,7 +405,7 @@ def cell_table(data: dict, summary: dict) -> tuple[list[str], list[list]]:
                 published + (" (secondary)" if cell.get("published_secondary") else ""),
                 _fmt(cell["mean"], cell["ci95"]) + (" †" if cell.get("seed_sensitive") else ""),
                 _interval(cell.get("crossed_interval")),
-                len(cell["seeds"]),
+                _seeds(len(cell["seeds"]), diverged.get((cell["method"], cell["setting"]), 0)),
                 _fmt(cell["seed_mean"], cell["seed_t95"]) if several else "—",
                 f"{median[0]:.3f} [{median[1]:.3f}, {median[2]:.3f}]" if median else "—",
                 _fmt(cell.get("difference")) if "difference" in cell else "—",
@@ -429,6 +443,7 @@ def claims_table(summary: dict) -> tuple[list[str], list[list]]:
 def effects_table(data: dict, summary: dict) -> tuple[list[str], list[list]]:
     """The ablations' effects as (headers, rows) of formatted strings."""
     labels = METHOD_LABELS
+    diverged = _diverged_counts(data)
     rows = [
         [
             e["change"],
@@ -438,7 +453,8 @@ def effects_table(data: dict, summary: dict) -> tuple[list[str], list[list]]:
             _fmt(e["reference_mean"]),
             _fmt(e["mean_difference"]),
             _interval(e["crossed_interval"]) if min(e["n_seeds"]) > 1 else "—",
-            "×".join(map(str, e["n_seeds"])),
+            _seeds(e["n_seeds"][0], diverged.get((e["change"], e["setting"]), 0))
+            + f"×{e['n_seeds'][1]}",
             _fmt_p(e["wilcoxon_p_holm"]),
             _fmt_p(e["t_p_holm"]),
             e["verdict"],

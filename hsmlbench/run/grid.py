@@ -14,6 +14,7 @@ import functools
 import hashlib
 import importlib.util
 import json
+import re
 import resource
 import time
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from hsmlbench.progress import _format_seconds
 from hsmlbench.report.tables import environment_info, render_markdown, summarize
 from hsmlbench.run import executors
 from hsmlbench.run.evaluation import evaluate
-from hsmlbench.run.training import CHECKPOINT, previous_checkpoint, train
+from hsmlbench.run.training import CHECKPOINT, NonFiniteLossError, previous_checkpoint, train
 
 
 @dataclass(frozen=True)
@@ -312,14 +313,15 @@ def finished_result(job: Job, out_dir: Path, version: str | None = None) -> dict
 
     A raw file without ``code_version`` (written before the field existed) is of unknown code
     and is not reused: the job runs again. A "not run" record (data missing) is never
-    finished either: the job is tried again.
+    finished either: the job is tried again. A "diverged" record is a finished result: the
+    same config, seed and code diverge again (delete the file to try anyway).
     """
     path = raw_path(out_dir, job)
     if not path.exists():
         return None
     version = job_code_version(job, version or code_version(job.domain.name))
     done = load_raw(path)
-    if done is None or done.get("status", "done") != "done":
+    if done is None or done.get("status", "done") not in ("done", DIVERGED):
         return None
     if not job.config.matches(done.get("config", {})) or done.get("seed", job.seed) != job.seed:
         return None
@@ -385,15 +387,31 @@ def run_job(
     folder = run_dir(work_dir, job)
     provenance = job_provenance(domain.name, version)
     resume = _prepare_run_dir(folder, version)
-    trained = train(
-        config,
-        job.seed,
-        folder,
-        resume=resume,
-        progress=progress,
-        data_root=data_root,
-        device=device,
-    )
+    try:
+        trained = train(
+            config,
+            job.seed,
+            folder,
+            resume=resume,
+            progress=progress,
+            data_root=data_root,
+            device=device,
+        )
+    except NonFiniteLossError as error:
+        # A result, not a crash: this config and seed diverge at this code. The table says so
+        # beside the seeds that finished instead of silently averaging only those.
+        record |= {
+            "status": DIVERGED,
+            "reason": str(error),
+            "diverged_at_iteration": _iteration_of(error),
+            "iterations": config.budget.iterations,
+            "code_version": version,
+            "provenance": provenance,
+            "environment": environment_info(str(device)),
+            "config": config.to_dict(),
+        }
+        write_json(path, record)
+        return record
     results = evaluate(trained.model, config, data_root, device)
     fields = domain.job_fields(config, trained, results)
     per_task = fields.get("per_task")
@@ -420,6 +438,15 @@ def run_job(
     }
     write_json(path, record)
     return record
+
+
+DIVERGED = "diverged"  # a raw record's status when meta-training stopped on a non-finite loss
+
+
+def _iteration_of(error: NonFiniteLossError) -> int | None:
+    """The iteration a ``NonFiniteLossError`` names ("... at iteration N; ...")."""
+    found = re.search(r"at iteration (\d+)", str(error))
+    return int(found.group(1)) if found else None
 
 
 EXTENDED = "-extended"  # T1-extended: the paper's table plus registered methods' rows
@@ -466,7 +493,18 @@ def assemble_table(table: str, budget: str, out_dir: Path) -> dict:
         },
         "environment": raws[-1]["environment"],
         "rows": rows,
-        "notes": list(spec.notes) + _not_run_notes(raws, domain, budget) + ablation_notes,
+        "notes": list(spec.notes)
+        + _diverged_notes(raws, domain)
+        + _not_run_notes(raws, domain, budget)
+        + ablation_notes,
+        "diverged": [
+            {
+                k: r.get(k)
+                for k in ("method", "setting", "seed", "diverged_at_iteration", "iterations")
+            }
+            for r in raws
+            if r.get("status") == DIVERGED
+        ],
     }
     if effects:
         data["effects"] = effects
@@ -555,12 +593,31 @@ def _row_provenance(raw: dict) -> dict:
     }
 
 
+def _diverged_notes(raws: list[dict], domain) -> list[str]:
+    """One line per diverged job: which cell and seed, and at which iteration. Its row's
+    statistics use the seeds that finished, and the note says so."""
+    lines = [
+        f"- {r['method']} {r['setting']} seed {r['seed']}: meta-training diverged (meta-loss "
+        f"not finite at iteration {r.get('diverged_at_iteration') or '?'} of "
+        f"{r.get('iterations') or '?'}); no test-task errors"
+        for r in raws
+        if r.get("status") == DIVERGED
+    ]
+    if not lines:
+        return []
+    return [
+        "Runs that diverged (a result of that config and seed at this code, kept, not "
+        "retried; delete the raw file to retry): each cell's statistics use only its seeds "
+        "that finished.\n\n" + "\n".join(lines)
+    ]
+
+
 def _not_run_notes(raws: list[dict], domain, budget: str) -> list[str]:
     """ "Cells without a result" (one line per job and dataset, with why) and how to get the
     missing data, for the jobs that wrote a "not run" record."""
     lines, how = [], {}
     for r in raws:
-        if r.get("status", "done") == "done":
+        if r.get("status", "done") != "not run":
             continue
         config = domain.run_config(r["table"], r["method"], r["setting"], budget)
         problems = r.get("dataset_problems", {})
@@ -635,6 +692,7 @@ class GridReport:
     failed: list[tuple[Job, str, str]] = field(default_factory=list)  # job, error, traceback at
     written: list[Path] = field(default_factory=list)
     not_run: list[tuple[Job, str]] = field(default_factory=list)  # job, why (data missing)
+    diverged: list[tuple[Job, str]] = field(default_factory=list)  # job, why (run this time)
 
     @property
     def complete(self) -> bool:
@@ -691,6 +749,10 @@ class GridProgress:
             errors.unlink(missing_ok=True)
             self.report.finished += 1
             raw = outcome.raw
+            if raw.get("status") == DIVERGED:
+                self.report.diverged.append((job, raw.get("reason", "")))
+                self.log(f"{self._status()} DIVERGED {job.name}: {raw.get('reason', '')}")
+                return
             if raw.get("status", "done") != "done":
                 self.report.not_run.append((job, raw.get("reason", "")))
                 self.log(f"{self._status()} NOT RUN {job.name}: {raw.get('reason', '')}")
