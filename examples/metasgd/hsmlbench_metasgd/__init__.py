@@ -22,14 +22,22 @@ from hsmlbench.methods.registry import register_method
 @dataclass(frozen=True)
 class MetaSGDSettings:
     """``alpha_init``: every α starts at the protocol's inner learning rate (docs/PROTOCOL.md
-    §3 "Meta-training"), so the first meta-iteration is MAML's."""
+    §3 "Meta-training"), so the first meta-iteration is MAML's.
+
+    ``alpha_max``: the inner steps use α clamped to [0, alpha_max] (None: unbounded, as in the
+    Meta-SGD paper). Unbounded, the paper-budget T1 runs diverged (meta-loss inf at iterations
+    369 to 20,278 in all four seeds × shots tried): single entries of α on the 40×40 layer
+    reached 0.65-6.9, and some went negative (an ascent step). 0.1 is the top of the range the
+    Meta-SGD paper draws its initial α from; below 0 a step would climb the support loss."""
 
     alpha_init: float = 0.001
+    alpha_max: float | None = 0.1
 
 
 class MetaSGD(MetaLearner):
     def __init__(self, settings: MetaSGDSettings, inner_lr: float, second_order: bool = True):
         super().__init__(inner_lr, second_order)
+        self.alpha_max = settings.alpha_max
         self.theta0 = nn.ParameterList(nn.Parameter(t) for t in init_mlp(MLP_SIZES))
         self.alpha = nn.ParameterList(
             nn.Parameter(torch.full_like(t, settings.alpha_init)) for t in self.theta0
@@ -39,8 +47,14 @@ class MetaSGD(MetaLearner):
         n = batch.n_tasks
         return TaskContext(
             init_params=tuple(p.expand(n, *p.shape) for p in self.theta0),
-            inner_lrs=tuple(self.alpha),
+            inner_lrs=tuple(self.inner_lrs()),
         )
+
+    def inner_lrs(self) -> list[torch.Tensor]:
+        """The α the inner steps use: the learned ones, within [0, alpha_max]."""
+        if self.alpha_max is None:
+            return list(self.alpha)
+        return [a.clamp(0.0, self.alpha_max) for a in self.alpha]
 
 
 @register_method("metasgd", settings=MetaSGDSettings, label="Meta-SGD")

@@ -41,7 +41,7 @@ def test_meta_gradient_equals_per_task_loop(path):
 
 def test_alphas_are_learned_and_part_of_the_config():
     config = run_config("T1", "metasgd", "5-shot", "smoke")
-    assert config.plugin_settings == {"alpha_init": 0.001}
+    assert config.plugin_settings == {"alpha_init": 0.001, "alpha_max": 0.1}
     model = build_model(config)
     batch = sample_tasks(4, 5, 10, task_generator(2))
     loss, _ = model.meta_loss(batch, 2)
@@ -66,3 +66,16 @@ def test_metasgd_joins_t1_at_the_smoke_budget(tmp_path, capsys):
     claims = {c["claim"] for c in table["summary"]["comparisons"]}
     assert claims == {f"metasgd better than maml ({s})" for s in ("5-shot", "10-shot")}
     assert "| Meta-SGD" in (out / "T1-extended.md").read_text()
+
+
+def test_inner_steps_use_alpha_within_its_bound():
+    """α past either end of [0, alpha_max] steps as the bound: never an ascent, never a step
+    that the unbounded runs diverged with; within it, α is used as learned."""
+    config = run_config("T1", "metasgd", "5-shot", "smoke")
+    model = build_model(config)
+    with torch.no_grad():
+        model.alpha[2].fill_(0.03)
+        model.alpha[2][0, 0], model.alpha[2][0, 1] = 6.9, -0.47
+    used = model.task_context(sample_tasks(2, 5, 10, task_generator(3))).inner_lrs[2].detach()
+    assert used[0, 0] == pytest.approx(0.1) and used[0, 1] == 0.0
+    assert used[1:].eq(torch.tensor(0.03)).all()
