@@ -387,7 +387,15 @@ def test_a_diverged_run_is_a_recorded_result_said_in_its_table(tmp_path, capsys,
             )
         return real_train(config, seed, *args, **kwargs)
 
+    real_evaluate = grid.evaluate
+
+    def evaluate(model, config, *args, **kwargs):  # maml seed 1: trains, then blows up in test
+        if calls[-1] == ("maml", 1):
+            raise FloatingPointError(f"{config.job_name}: 3 of 200 test tasks are not finite")
+        return real_evaluate(model, config, *args, **kwargs)
+
     monkeypatch.setattr(grid, "train", train)
+    monkeypatch.setattr(grid, "evaluate", evaluate)
     out, work = tmp_path / "out", tmp_path / "w"
     argv = _argv(out, work, "--seeds", "2", "--jobs", "1")
 
@@ -399,25 +407,23 @@ def test_a_diverged_run_is_a_recorded_result_said_in_its_table(tmp_path, capsys,
     assert raw["status"] == "diverged" and raw["diverged_at_iteration"] == 37
     assert raw["iterations"] == 60 and raw["code_version"] == code_version()
     table = json.loads((out / "T1.json").read_text())
-    assert sorted((r["method"], r["seed"]) for r in table["rows"]) == [
-        ("hsml", 1),
-        ("maml", 0),
-        ("maml", 1),
-    ]
+    assert sorted((r["method"], r["seed"]) for r in table["rows"]) == [("hsml", 1), ("maml", 0)]
+    common = {"setting": "5-shot", "iterations": 60}
     assert table["diverged"] == [
-        {
-            "method": "hsml",
-            "setting": "5-shot",
-            "seed": 0,
-            "diverged_at_iteration": 37,
-            "iterations": 60,
-        }
+        {"method": "maml", "seed": 1, "diverged_at_iteration": None} | common,
+        {"method": "hsml", "seed": 0, "diverged_at_iteration": 37} | common,
     ]
+    assert any(
+        "- maml 5-shot seed 1: trained, but its test-time adaptation diverged" in note
+        for note in table["notes"]
+    )
     assert any("- hsml 5-shot seed 0: meta-training diverged" in note for note in table["notes"])
     markdown = (out / "T1.md").read_text()
     hsml_row = next(line for line in markdown.splitlines() if line.startswith("| HSML "))
     assert "| 1 (+1 diverged) " in hsml_row
     assert "at iteration 37 of 60" in markdown
+    maml_row = next(line for line in markdown.splitlines() if line.startswith("| MAML "))
+    assert "| 1 (+1 diverged) " in maml_row
 
     calls.clear()
     assert main(argv) == 0  # reused, not retried

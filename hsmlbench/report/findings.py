@@ -119,7 +119,7 @@ def _diverged_text(diverged: list[dict], change: str) -> str:
         f"seed {d['seed']} diverged at iteration "
         f"{d['diverged_at_iteration']:,} of {d['iterations']:,}"
         if d.get("diverged_at_iteration") is not None and d.get("iterations")
-        else f"seed {d['seed']} diverged"
+        else f"seed {d['seed']} diverged in evaluation"
         for d in sorted(runs, key=lambda d: d["seed"])
     )
 

@@ -400,19 +400,11 @@ def run_job(
     except NonFiniteLossError as error:
         # A result, not a crash: this config and seed diverge at this code. The table says so
         # beside the seeds that finished instead of silently averaging only those.
-        record |= {
-            "status": DIVERGED,
-            "reason": str(error),
-            "diverged_at_iteration": _iteration_of(error),
-            "iterations": config.budget.iterations,
-            "code_version": version,
-            "provenance": provenance,
-            "environment": environment_info(str(device)),
-            "config": config.to_dict(),
-        }
-        write_json(path, record)
-        return record
-    results = evaluate(trained.model, config, data_root, device)
+        return _write_diverged(path, record, error, _iteration_of(error), job, version, device)
+    try:
+        results = evaluate(trained.model, config, data_root, device)
+    except FloatingPointError as error:  # trained, but its test-time adaptation blows up
+        return _write_diverged(path, record, error, None, job, version, device)
     fields = domain.job_fields(config, trained, results)
     per_task = fields.get("per_task")
     record |= {"status": "done"}
@@ -441,6 +433,23 @@ def run_job(
 
 
 DIVERGED = "diverged"  # a raw record's status when meta-training stopped on a non-finite loss
+
+
+def _write_diverged(path, record, error, iteration, job, version, device) -> dict:
+    """The raw record of a diverged job: where it diverged (``iteration`` None: in
+    evaluation, after training finished) and the code that did."""
+    record |= {
+        "status": DIVERGED,
+        "reason": str(error),
+        "diverged_at_iteration": iteration,
+        "iterations": job.config.budget.iterations,
+        "code_version": version,
+        "provenance": job_provenance(job.domain.name, version),
+        "environment": environment_info(str(device)),
+        "config": job.config.to_dict(),
+    }
+    write_json(path, record)
+    return record
 
 
 def _iteration_of(error: NonFiniteLossError) -> int | None:
@@ -593,13 +602,22 @@ def _row_provenance(raw: dict) -> dict:
     }
 
 
+def _where_diverged(raw: dict) -> str:
+    if raw.get("diverged_at_iteration") is None:
+        return "trained, but its test-time adaptation diverged (non-finite test error): " + raw.get(
+            "reason", ""
+        )
+    return (
+        f"meta-training diverged (meta-loss not finite at iteration "
+        f"{raw['diverged_at_iteration']:,} of {raw.get('iterations') or 0:,}); no test-task errors"
+    )
+
+
 def _diverged_notes(raws: list[dict], domain) -> list[str]:
     """One line per diverged job: which cell and seed, and at which iteration. Its row's
     statistics use the seeds that finished, and the note says so."""
     lines = [
-        f"- {r['method']} {r['setting']} seed {r['seed']}: meta-training diverged (meta-loss "
-        f"not finite at iteration {r.get('diverged_at_iteration') or '?'} of "
-        f"{r.get('iterations') or '?'}); no test-task errors"
+        f"- {r['method']} {r['setting']} seed {r['seed']}: " + _where_diverged(r)
         for r in raws
         if r.get("status") == DIVERGED
     ]
