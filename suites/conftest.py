@@ -173,22 +173,24 @@ def pytest_collection_modifyitems(session, config, items):
                 )
 
 
+def _budget_or_skip(config, table: str) -> str:
+    """The budget of ``table``'s domain in this run; skips when that domain has none."""
+    value = _table_budget(config, table)
+    if value is None:
+        pytest.skip(_no_budget_reason(config, table))
+    return value
+
+
 @pytest.fixture(scope="session")
 def budget(request) -> str:
     """The budget of the regression tables (T1, T2) and of the grid's speed."""
-    value = request.config.stash[_BUDGETS]["regression"]
-    if value is None:
-        pytest.skip(_no_budget_reason(request.config, "T1"))
-    return value
+    return _budget_or_skip(request.config, "T1")
 
 
 @pytest.fixture(scope="session")
 def image_budget(request) -> str:
     """The budget of the image tables (T3, T4): default ``cpu`` without a GPU."""
-    value = request.config.stash[_BUDGETS]["images"]
-    if value is None:
-        pytest.skip(_no_budget_reason(request.config, "T3"))
-    return value
+    return _budget_or_skip(request.config, "T3")
 
 
 _RATIOS: list[str] = []

@@ -137,15 +137,20 @@ SYNTHETIC = [
 ]
 
 
-def test_a_slow_meta_iteration_skips_the_quick_image_cells_on_a_cpu(tmp_path):
-    plan = planning.plan_suite(
-        SYNTHETIC,
-        tmp_path,
+def _plan_on_a_cpu(jobs, out_dir, measure):
+    """The suite's plan on a CPU (no GPU, the default 30-minute bound, no explicit budget)."""
+    return planning.plan_suite(
+        jobs,
+        out_dir,
         max_cell_minutes=30,
         explicit_paper=False,
         on_gpu=lambda job: False,
-        measure=fake_measure(SECONDS_84),
+        measure=measure,
     )
+
+
+def test_a_slow_meta_iteration_skips_the_quick_image_cells_on_a_cpu(tmp_path):
+    plan = _plan_on_a_cpu(SYNTHETIC, tmp_path, fake_measure(SECONDS_84))
     assert set(plan.skipped) == set(SYNTHETIC) and not plan.not_run
     reason = plan.skipped[SYNTHETIC[0]]
     fixed = planning.JOB_FIXED_S
@@ -166,14 +171,7 @@ def test_a_slow_meta_iteration_skips_the_quick_image_cells_on_a_cpu(tmp_path):
 
 def test_the_cpu_budget_fits_under_the_bound_and_is_planned_in_full(tmp_path):
     jobs = [dataclasses.replace(job, budget="cpu") for job in SYNTHETIC]
-    plan = planning.plan_suite(
-        jobs,
-        tmp_path,
-        max_cell_minutes=30,
-        explicit_paper=False,
-        on_gpu=lambda job: False,
-        measure=fake_measure(0.5, 0.05),
-    )
+    plan = _plan_on_a_cpu(jobs, tmp_path, fake_measure(0.5, 0.05))
     assert not plan.skipped
     per_cell = 100 * 0.5 + 4 * 100 * 0.05 + planning.JOB_FIXED_S  # 72 s
     assert plan.lines == [
@@ -210,14 +208,7 @@ def test_never_skipped_with_explicit_paper_on_a_gpu_or_without_a_bound(
 
 def test_real_cells_without_data_stay_not_run_and_are_named(tmp_path):
     jobs = [Job("T3", m, "1-shot", 0, "cpu") for m in ("maml", "hsml")]
-    plan = planning.plan_suite(
-        jobs,
-        tmp_path,
-        max_cell_minutes=30,
-        explicit_paper=False,
-        on_gpu=lambda job: False,
-        measure=fake_measure(math.inf),  # never called
-    )
+    plan = _plan_on_a_cpu(jobs, tmp_path, fake_measure(math.inf))  # never called
     assert not plan.skipped and set(plan.not_run) == set(jobs)
     assert plan.lines == [
         "T3 (cpu): 2 cells: 2 to run, 0 reused, 0 skipped; projected 0s on 1 worker",

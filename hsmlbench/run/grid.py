@@ -307,6 +307,9 @@ def job_provenance(domain: str, version: str) -> dict:
     }
 
 
+DIVERGED = "diverged"  # a raw record's status when its training or test-time adaptation diverged
+
+
 def finished_result(job: Job, out_dir: Path, version: str | None = None) -> dict | None:
     """The job's raw result if it is finished for this config, seed and code version
     (``version``, default: ``code_version`` of its domain now).
@@ -400,11 +403,12 @@ def run_job(
     except NonFiniteLossError as error:
         # A result, not a crash: this config and seed diverge at this code. The table says so
         # beside the seeds that finished instead of silently averaging only those.
-        return _write_diverged(path, record, error, _iteration_of(error), job, version, device)
+        iteration = _iteration_of(error)
+        return _write_diverged(path, record, error, iteration, job, version, provenance, device)
     try:
         results = evaluate(trained.model, config, data_root, device)
     except FloatingPointError as error:  # trained, but its test-time adaptation blows up
-        return _write_diverged(path, record, error, None, job, version, device)
+        return _write_diverged(path, record, error, None, job, version, provenance, device)
     fields = domain.job_fields(config, trained, results)
     per_task = fields.get("per_task")
     record |= {"status": "done"}
@@ -432,19 +436,17 @@ def run_job(
     return record
 
 
-DIVERGED = "diverged"  # a raw record's status when meta-training stopped on a non-finite loss
-
-
-def _write_diverged(path, record, error, iteration, job, version, device) -> dict:
+def _write_diverged(path, record, error, iteration, job, version, provenance, device) -> dict:
     """The raw record of a diverged job: where it diverged (``iteration`` None: in
-    evaluation, after training finished) and the code that did."""
+    evaluation, after training finished) and the code that did (``provenance``: as recorded
+    when the job started)."""
     record |= {
         "status": DIVERGED,
         "reason": str(error),
         "diverged_at_iteration": iteration,
         "iterations": job.config.budget.iterations,
         "code_version": version,
-        "provenance": job_provenance(job.domain.name, version),
+        "provenance": provenance,
         "environment": environment_info(str(device)),
         "config": job.config.to_dict(),
     }
@@ -503,7 +505,7 @@ def assemble_table(table: str, budget: str, out_dir: Path) -> dict:
         "environment": raws[-1]["environment"],
         "rows": rows,
         "notes": list(spec.notes)
-        + _diverged_notes(raws, domain)
+        + _diverged_notes(raws)
         + _not_run_notes(raws, domain, budget)
         + ablation_notes,
         "diverged": [
@@ -613,7 +615,7 @@ def _where_diverged(raw: dict) -> str:
     )
 
 
-def _diverged_notes(raws: list[dict], domain) -> list[str]:
+def _diverged_notes(raws: list[dict]) -> list[str]:
     """One line per diverged job: which cell and seed, and at which iteration. Its row's
     statistics use the seeds that finished, and the note says so."""
     lines = [
