@@ -167,8 +167,17 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", type=Path, required=True, help="raw per-task result (JSON)")
     _plugin_argument(ev)
 
-    rp = sub.add_parser("report", help="re-render a table's markdown from its JSON")
-    rp.add_argument("json", type=Path, help="e.g. results/T1.json")
+    rp = sub.add_parser(
+        "report",
+        help="re-render a table's markdown from its JSON, or every table of a results folder "
+        "from its raw records (nothing is run)",
+    )
+    rp.add_argument(
+        "json",
+        type=Path,
+        help="a table's JSON (e.g. results/T1.json), or a results folder (e.g. results/): every "
+        "table, figure and FINDINGS.md rebuilt from the raw records under its runs/",
+    )
     rp.add_argument(
         "--format",
         choices=("markdown", "latex"),
@@ -239,7 +248,8 @@ def _reproduce(args) -> int:
         import_ray,
         start_pool_server,
     )
-    from hsmlbench.run.grid import plan, reproduce
+    from hsmlbench.run.grid import reproduce
+    from hsmlbench.run.jobs import plan
 
     if args.seeds < 1:
         raise UsageError(f"--seeds {args.seeds}: need at least 1")
@@ -278,6 +288,10 @@ def _reproduce(args) -> int:
         address=args.address,
         data_root=args.data_root,
     )
+    from hsmlbench.report.assemble import write_reports
+
+    tables_run = [(job.table, job.budget) for job in jobs]
+    report.written += write_reports(tables_run, out, log=partial(print, flush=True))
     for path in report.written:
         print(f"wrote {path}")
     code = _grid_exit_code(report, args.data_root)
@@ -439,8 +453,12 @@ def _evaluate(args) -> int:
     from hsmlbench.atomic import write_json
     from hsmlbench.domains import domain_for
     from hsmlbench.report.statistics import mean_ci95
+    from hsmlbench.results.provenance import probe
     from hsmlbench.run.evaluation import evaluate
+    from hsmlbench.run.jobs import Job
+    from hsmlbench.run.single_job import finished_record
     from hsmlbench.run.training import train
+    from hsmlbench.run.versioning import code_version, job_code_version, job_sources
 
     config = _config(args)
     if args.out.is_dir():
@@ -454,25 +472,21 @@ def _evaluate(args) -> int:
     _check_data(config, args)
     _check_writable(args.out.parent, f"--out {args.out}: the folder")
     domain = domain_for(config.table)
+    device = domain.device()
+    job = Job(config.table, args.method, config.setting, args.seed, config.budget.name)
+    provenance = probe(str(device), job_sources(domain.name).values())
     # Loading a finished checkpoint through train(resume=True) runs no further iterations.
     trained = train(
         config, args.seed, args.run_dir, resume=True, progress=False, data_root=args.data_root
     )
-    results = evaluate(trained.model, config, args.data_root, domain.device())
-    record = {
-        "table": config.table,
-        "method": config.method,
-        "setting": config.setting,
-        "seed": args.seed,
-        "budget": config.budget.name,
-    }
+    results = evaluate(trained.model, config, args.data_root, device)
     for name, result in results.items():
         mean, ci = mean_ci95(result.headline)
         label = f" {result_label(config, name)}" if name else ""
         print(f"{config.job_name} seed {args.seed}{label}: {mean:.4f} ± {ci:.4f}")
-        if not name:
-            record |= {"n_tasks": int(result.headline.size), "mean": mean, "ci95": ci}
-    write_json(args.out, record | domain.job_fields(config, trained, results))
+    version = job_code_version(job, code_version(domain.name))
+    record = finished_record(job, trained, results, version, provenance)
+    write_json(args.out, record)
     print(f"wrote {args.out}")
     return 0
 
@@ -481,13 +495,34 @@ def result_label(config, name: str) -> str:
     return config.dataset_label(name) if hasattr(config, "dataset_label") else name
 
 
+def _report_folder(folder: Path, format: str) -> int:
+    """Every table of ``folder`` rebuilt from its raw records, through the same code as after a
+    grid (``write_reports``): the way to re-render committed results after a change of
+    report code."""
+    from hsmlbench.report.assemble import write_reports
+
+    if format != "markdown":
+        raise UsageError("--format latex takes a table's JSON file, e.g. results/T1.json")
+    tables = sorted(
+        {
+            (path.parent.name, path.stem.rsplit("-", 1)[1])
+            for path in (folder / "runs").glob("*/*.json")
+        }
+    )
+    if not tables:
+        raise UsageError(f"{folder} holds no raw records under runs/; run `hsmlbench reproduce`")
+    for path in write_reports(tables, folder):
+        print(f"wrote {path}")
+    return 0
+
+
 def _report(args) -> int:
     from hsmlbench.atomic import write_text
     from hsmlbench.report.tables import load_table, render_latex, render_markdown
 
     source = args.json
     if source.is_dir():
-        raise UsageError(f"{source} is a folder; give a table's JSON file, e.g. {source}/T1.json")
+        return _report_folder(source, args.format)
     not_a_table = (
         f"{source} is not a hsmlbench table file (a JSON object with 'table', 'rows' and "
         "'budget', as `hsmlbench reproduce` writes it); re-run the table"

@@ -16,8 +16,6 @@ import torch
 import triton
 import triton.language as tl
 
-COMPUTE_DTYPES = (torch.float32, torch.float64)
-
 
 @triton.jit
 def _tanh(x):

@@ -154,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # the launchers' default
     reports = [entry for arch in args.arch for entry in compile_all(arch)]
-    from hsmlbench.atomic import write_text
+    from hsmlbench.kernels.bench import write_report
 
-    write_text(args.out, render_markdown(reports))
+    write_report(args.out, render_markdown(reports))
     print(f"wrote {args.out}")
     return 0
 

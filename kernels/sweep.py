@@ -171,9 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown size {unknown[0]!r}; known: {', '.join(BENCH_SIZES)}", file=sys.stderr)
         return 2
     rows = sweep(args.sizes)
-    from hsmlbench.atomic import write_text
+    from hsmlbench.kernels.bench import write_report
 
-    write_text(args.out, render_markdown(rows, machine_info()))
+    write_report(args.out, render_markdown(rows, machine_info()))
     print(f"wrote {args.out}")
     return 0
 

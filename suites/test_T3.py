@@ -9,14 +9,17 @@ at 32×32 on CPU and at 84×84 on a GPU, after checking MAML's batched meta-loss
 per-task loop.
 """
 
+import numpy as np
 import pytest
 import torch
 
 from hsmlbench.cli import default_out_dir
 from hsmlbench.domains.images.bench import check_against_per_task_loop, meta_iteration
 from hsmlbench.domains.images.configs import IMAGE_TABLES, image_run_config
+from hsmlbench.report.assemble import write_table
 from hsmlbench.report.image_figures import write_image_figures
-from hsmlbench.run.grid import Job, run_job, write_table
+from hsmlbench.run.grid import run_or_reuse
+from hsmlbench.run.jobs import Job
 
 _MEANS: dict[str, float] = {}
 
@@ -24,7 +27,7 @@ _MEANS: dict[str, float] = {}
 def _run_cell(benchmark, table, method, budget):
     job = Job(table, method, "1-shot", 0, budget)
     raw = benchmark.pedantic(
-        run_job,
+        run_or_reuse,
         args=(job, default_out_dir(budget), "runs"),
         kwargs={"progress": True},  # a line every 30 s on the terminal (conftest)
         rounds=1,
@@ -33,11 +36,17 @@ def _run_cell(benchmark, table, method, budget):
     if raw["status"] != "done":
         pytest.skip(f"{job.name}: {raw['reason']}")
     benchmark.extra_info.update(
-        {"budget": budget, **{cell["label"]: cell["mean"] for cell in raw["per_dataset"].values()}}
+        {
+            "budget": budget,
+            **{
+                cell["label"]: float(np.mean(cell["per_task"]))
+                for cell in raw["per_dataset"].values()
+            },
+        }
     )
     for cell in raw["per_dataset"].values():
-        assert cell["n_tasks"] == len(cell["per_task"]) > 0
-        assert 0.0 <= cell["mean"] <= 100.0
+        assert len(cell["per_task"]) > 0
+        assert 0.0 <= min(cell["per_task"]) <= max(cell["per_task"]) <= 100.0
 
 
 @pytest.mark.cell("T3")

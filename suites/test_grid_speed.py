@@ -9,7 +9,7 @@
   for each path: neither pays process start-up or first-use imports (torch.optim's import of
   torch._dynamo, the fork server), so what is timed is the jobs, scheduling and rendering.
 
-Issue 7 asks for at least 1.6× at the smoke budget on the 2-core CPU. Ratios are recorded,
+The target is at least 1.6× at the smoke budget on the 2-core CPU. Ratios are recorded,
 never asserted, and mean something only on an otherwise idle machine. Each round gets fresh
 output and work folders, so no job is reused.
 """

@@ -1,4 +1,4 @@
-"""Kernel benchmarks (issue 4): Triton op vs eager twin vs ``torch.compile`` of the twin.
+"""Kernel benchmarks: Triton op vs eager twin vs ``torch.compile`` of the twin.
 
     pytest suites/ --benchmark-only -k kernels
 

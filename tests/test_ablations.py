@@ -48,7 +48,7 @@ def test_rows_come_from_the_variants_t1_and_one_step_scoring(out):
 
 
 def test_each_effect_is_against_the_row_it_varies_on_the_same_tasks(out):
-    from hsmlbench.report.tables import summarize
+    from hsmlbench.report.analysis import summarize
 
     effects = {
         e["change"]: e

@@ -77,10 +77,10 @@ def test_report_on_json_of_the_wrong_shape(text, tmp_path, capsys):
     assert tree(tmp_path) == ["T1.json"]
 
 
-def test_report_on_a_folder(tmp_path, capsys):
+def test_report_on_a_folder_without_raw_records(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     err = one_line(capsys)
-    assert f"{tmp_path} is a folder; give a table's JSON file" in err
+    assert f"{tmp_path} holds no raw records under runs/" in err
     assert tree(tmp_path) == []
 
 

@@ -19,17 +19,12 @@ import pytest
 import torch
 
 from hsmlbench.cli import main
+from hsmlbench.run import single_job
 from hsmlbench.run.executors import Outcome, available_cores, run_pool
-from hsmlbench.run.grid import (
-    CODE_VERSION_FILE,
-    Job,
-    code_version,
-    finished_result,
-    job_sources,
-    raw_path,
-    run_dir,
-    run_job,
-)
+from hsmlbench.run.grid import finished_result
+from hsmlbench.run.jobs import Job, raw_path, run_dir
+from hsmlbench.run.single_job import run_job
+from hsmlbench.run.versioning import CODE_VERSION_FILE, code_version, job_sources
 
 GRID = ["--tables", "T1", "--methods", "maml", "hsml", "--settings", "5-shot", "--budget", "smoke"]
 JOBS = [Job("T1", m, "5-shot", seed, "smoke") for m in ("maml", "hsml") for seed in (0, 1)]
@@ -89,7 +84,7 @@ def test_local_pool_gives_the_serial_numbers(tmp_path, serial_reference, capsys)
     last = [line for line in lines if line.startswith("[grid:")][-1]
     assert last.startswith("[grid: 4/4 done, 0 running, 0 failed, 0 queued, ETA 00:00]")
     raw = json.loads(raw_path(out, JOBS[0]).read_text())
-    assert raw["environment"]["host"] and "1 thread)" in raw["environment"]["device"]
+    assert raw["provenance"]["host"] and "1 thread)" in raw["provenance"]["device"]
     assert raw["code_version"] == code_version()
 
 
@@ -104,7 +99,7 @@ def test_ray_executor_gives_the_serial_numbers(tmp_path, serial_reference):
     seed0 = [job for job in JOBS if job.seed == 0]
     _assert_same_numbers(tmp_path / "out", serial_reference, seed0)  # a Ray task: one thread
     raw = json.loads(raw_path(tmp_path / "out", seed0[0]).read_text())
-    assert raw["environment"]["host"] and raw["environment"]["device"].startswith("CPU")
+    assert raw["provenance"]["host"] and raw["provenance"]["device"].startswith("CPU")
 
 
 @pytest.mark.slow
@@ -320,7 +315,7 @@ def test_checkpoint_of_other_code_is_set_aside_and_an_untagged_one_is_resumed(tm
     # untagged (older than the tag): resumed, so the unreadable file is set aside (kept) and
     # the job trains from scratch instead of failing on every rerun
     raw = run_job(job, tmp_path / "out", tmp_path / "w", progress=False)
-    assert raw["n_tasks"] == 200
+    assert len(raw["per_task"]) == 200
     (aside,) = folder.glob("checkpoint.pt.corrupt-*")
     assert aside.read_bytes() == b"not a checkpoint"
     raw_path(tmp_path / "out", job).unlink()
@@ -328,7 +323,7 @@ def test_checkpoint_of_other_code_is_set_aside_and_an_untagged_one_is_resumed(tm
     # started by other code: kept aside, and the job trains from scratch
     (folder / CODE_VERSION_FILE).write_text("0.0.0+other\n")
     raw = run_job(job, tmp_path / "out", tmp_path / "w", progress=False)
-    assert raw["code_version"] == code_version() and raw["n_tasks"] == 200
+    assert raw["code_version"] == code_version() and len(raw["per_task"]) == 200
     assert (folder / "checkpoint-0.0.0+other.pt").read_bytes() == b"not a checkpoint"
     assert (folder / CODE_VERSION_FILE).read_text().strip() == code_version()
 
@@ -372,30 +367,30 @@ def test_a_diverged_run_is_a_recorded_result_said_in_its_table(tmp_path, capsys,
     """A non-finite meta-loss in one seed: the grid goes on, the raw file says where it
     diverged, the table counts it beside the seeds that finished and says so in its notes,
     and a re-run does not retry it (same config, seed and code diverge again)."""
-    import hsmlbench.run.grid as grid
     from hsmlbench.run.training import NonFiniteLossError
 
     diverging = JOBS[2]  # hsml seed 0
-    real_train, calls = grid.train, []
+    real_train, calls = single_job.train, []
 
     def train(config, seed, *args, **kwargs):
         calls.append((config.method, seed))
         if (config.method, seed) == (diverging.method, diverging.seed):
             raise NonFiniteLossError(
                 f"{config.job_name} seed {seed}: meta-loss is inf at iteration 37; no checkpoint "
-                "was written yet. Lower the outer learning rate or check the task data."
+                "was written yet. Lower the outer learning rate or check the task data.",
+                37,
             )
         return real_train(config, seed, *args, **kwargs)
 
-    real_evaluate = grid.evaluate
+    real_evaluate = single_job.evaluate
 
     def evaluate(model, config, *args, **kwargs):  # maml seed 1: trains, then blows up in test
         if calls[-1] == ("maml", 1):
             raise FloatingPointError(f"{config.job_name}: 3 of 200 test tasks are not finite")
         return real_evaluate(model, config, *args, **kwargs)
 
-    monkeypatch.setattr(grid, "train", train)
-    monkeypatch.setattr(grid, "evaluate", evaluate)
+    monkeypatch.setattr(single_job, "train", train)
+    monkeypatch.setattr(single_job, "evaluate", evaluate)
     out, work = tmp_path / "out", tmp_path / "w"
     argv = _argv(out, work, "--seeds", "2", "--jobs", "1")
 

@@ -10,18 +10,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from hsmlbench import progress
+from hsmlbench.domains import domain_for, run_config
 from hsmlbench.domains.images.configs import IMAGE_BUDGETS, image_run_config
 from hsmlbench.domains.regression.configs import BUDGETS
-from hsmlbench.run import grid, planning
-from hsmlbench.run.grid import Job
+from hsmlbench.run import grid, planning, progress
+from hsmlbench.run.jobs import Job
 from hsmlbench.run.planning import Measurement
 from hsmlbench.run.projection import format_duration
 
 pytest_plugins = ["pytester"]
 
 SUITES = Path(__file__).resolve().parents[1] / "suites"
-SECONDS_84 = 3.6  # one 84×84 image meta-iteration on the 2-core CPU (issue 16)
+SECONDS_84 = 3.6  # one 84×84 image meta-iteration on the 2-core CPU
 
 
 def fake_measure(seconds: float, per_task: float = 0.0, setup: float = 0.0, calls=None):
@@ -98,7 +98,7 @@ def test_estimates_from_a_measured_iteration_with_evaluation_and_start_up():
 
 
 def test_compiling_runs_pay_for_the_compiler():
-    config = grid.run_config("T1", "hsml", "5-shot", "quick")
+    config = run_config("T1", "hsml", "5-shot", "quick")
     measured = Measurement(0.004, 0.001, 0.5, compiles=True)
     assert planning.overhead_s(config, measured, 1) == pytest.approx(
         1_000 * 0.001 + 0.5 + planning.COMPILE_S + planning.JOB_FIXED_S
@@ -133,7 +133,7 @@ def test_finished_jobs_are_reused_and_jobs_without_data_are_not_measured(monkeyp
 SYNTHETIC = [
     Job(table, method, "1-shot", 0, "quick")
     for table in ("T3-synthetic", "T4-synthetic")
-    for method in grid.domain_for(table).tables[table].methods
+    for method in domain_for(table).tables[table].methods
 ]
 
 
@@ -236,7 +236,7 @@ def test_measures_one_smoke_size_iteration_once_per_process(one_thread):
     assert not first.compiles
     assert planning.measure(config, "cpu") is first  # cached
     assert planning.measure_seconds_per_iteration(config, "cpu") == first.seconds_per_iteration
-    regression = grid.run_config("T1", "hsml", "5-shot", "smoke")
+    regression = run_config("T1", "hsml", "5-shot", "smoke")
     assert 0 < planning.measure_seconds_per_iteration(regression, warmup=0, repeats=1) < 10
 
 
@@ -321,7 +321,7 @@ def test_progress_lines_reach_the_terminal_while_a_cell_runs(suite, monkeypatch)
     # a subprocess: pytest's output capture (fd-level) as in a real run
     suite.makepyfile(
         test_long="""
-        from hsmlbench import progress
+        from hsmlbench.run import progress
 
         def test_long_cell():
             progress.SINK_EVERY_S = 0.0

@@ -8,7 +8,7 @@ import pytest
 
 from hsmlbench.atomic import write_json
 from hsmlbench.cli import main
-from hsmlbench.run.grid import Job, raw_path
+from hsmlbench.run.jobs import Job, raw_path
 
 JOB = Job("T1", "maml", "5-shot", 0, "smoke")
 

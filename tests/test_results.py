@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 from hsmlbench.atomic import write_json
-from hsmlbench.report.tables import load_table, render_markdown, summarize
+from hsmlbench.report.analysis import summarize
+from hsmlbench.report.tables import load_table, render_markdown
 
 DATA = Path(__file__).parent / "data"
 
@@ -78,7 +79,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
 
 
 def test_a_cell_names_the_meta_step_of_its_seeds_and_never_hides_a_mix():
-    from hsmlbench.report.tables import meta_step_label
+    from hsmlbench.report.analysis import meta_step_label
 
     assert meta_step_label(["fast, compiled", "fast, eager (HSMLBENCH_COMPILE=0)"]) == "fast"
     assert meta_step_label(["autograd", "autograd"]) == "autograd"
@@ -87,7 +88,8 @@ def test_a_cell_names_the_meta_step_of_its_seeds_and_never_hides_a_mix():
 
 def test_latex_renders_the_same_tables_for_a_paper(tmp_path):
     from hsmlbench.cli import main
-    from hsmlbench.report.tables import cell_table, render_latex, summarize
+    from hsmlbench.report.analysis import summarize
+    from hsmlbench.report.tables import cell_table, render_latex
 
     data = load_table(DATA / "T1_fixture.json")
     tex = render_latex(data)

@@ -1,10 +1,10 @@
 """What a domain tells the one pipeline (``hsmlbench.run``): a task, its model, its metric.
 
-Training (``hsmlbench.run.training``), evaluation (``hsmlbench.run.evaluation``), the grid and
-its executors (``hsmlbench.run.grid``), checkpoints, reports and the CLI are written once and
-take a ``Domain``. A domain answers only what differs between regression and images: how a
-meta-batch and the fixed test tasks are drawn, the model for a config, whether its data is
-there, and which fields of a finished job's raw file are its own.
+Training (``hsmlbench.run.training``), evaluation (``hsmlbench.run.evaluation``), one job
+(``hsmlbench.run.single_job``), the grid and its executors, checkpoints, reports and the CLI
+are written once and take a ``Domain``. A domain answers only what differs between regression
+and images: how a meta-batch and the fixed test tasks are drawn, the model for a config,
+whether its data is there, and what its jobs measure.
 """
 
 from __future__ import annotations
@@ -61,19 +61,13 @@ class EvalResult:
         """Per-task metric after the last test step (the paper's number)."""
         return self.curve[:, -1]
 
-    @property
-    def family(self) -> np.ndarray | None:  # regression's name for ``groups``
-        return self.groups
-
 
 class Domain:
     """The questions the pipeline asks a domain. Subclasses: ``RegressionDomain``,
-    ``ImageDomain``; ``hsmlbench.domains.registry`` maps each table to one."""
+    ``ImageDomain``; ``hsmlbench.domains.domain_for`` maps each table to one."""
 
     name: str = ""
     tables: dict[str, TableSpec] = {}
-    # Fields a finished job's raw file must hold besides the common ones (grid.load_raw).
-    raw_fields: dict[str, type] = {}
 
     def budgets(self, table: str) -> dict[str, Budget]:
         raise NotImplementedError
@@ -106,11 +100,12 @@ class Domain:
         raise NotImplementedError
 
     def job_fields(self, config, trained, results: dict[str, EvalResult]) -> dict:
-        """The domain's own fields of a finished job's raw file (the grid adds the common
-        ones: job, seed, budget, mean, ci95, n_tasks, timings, provenance)."""
+        """The domain's own measurements in a finished job's raw record (the job runner adds
+        timings and events, ``hsmlbench.results.record.job_record`` the identity and
+        provenance). Nothing derived: report code computes means and intervals."""
         raise NotImplementedError
 
     def table_rows(self, raw: dict) -> list[dict]:
-        """A finished raw job → table rows (method, setting, seed, n_tasks, mean, ci95,
-        per_task, per_step_mean)."""
+        """A finished raw record → its table rows (method, setting, seed, per_task,
+        per_step_mean, timings); report code adds the statistics."""
         raise NotImplementedError

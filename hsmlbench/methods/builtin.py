@@ -1,14 +1,18 @@
-"""The paper's methods, registered in ``hsmlbench.methods.registry`` (the one place methods are known),
-and ``build_model``, which builds any registered method, plugins included."""
+"""The paper's regression methods, registered in ``hsmlbench.methods.registry`` exactly as a
+plug-in registers its own (this module is the ``hsmlbench.methods`` entry point named
+``regression``, loaded by the registry), and ``build_model``, which builds any registered
+regression method, plug-ins included."""
 
 from __future__ import annotations
 
-from hsmlbench.domains.regression.configs import RunConfig
+from hsmlbench.methods.continual import ContinualSettings
+from hsmlbench.methods.hsml import HSMLSettings
 from hsmlbench.methods.meta_learner import MetaLearner
+from hsmlbench.methods.mumomaml import MUMOMAMLSettings
 from hsmlbench.methods.registry import get_method, register_method
 
 
-def build_model(config: RunConfig) -> MetaLearner:
+def build_model(config) -> MetaLearner:
     """A freshly initialized model for ``config`` (seed torch first for a reproducible init),
     on the config's meta-step path."""
     model = get_method(config.method).factory(config)
@@ -19,27 +23,27 @@ def build_model(config: RunConfig) -> MetaLearner:
 
 
 @register_method("maml", label="MAML", builtin=True)
-def _maml(config: RunConfig) -> MetaLearner:
+def _maml(config) -> MetaLearner:
     from hsmlbench.methods.maml import MAML
 
     return MAML(config.inner_lr, config.second_order)
 
 
-@register_method("mumomaml", label="MUMOMAML", builtin=True)
-def _mumomaml(config: RunConfig) -> MetaLearner:
+@register_method("mumomaml", label="MUMOMAML", settings=MUMOMAMLSettings, builtin=True)
+def _mumomaml(config) -> MetaLearner:
     from hsmlbench.methods.mumomaml import MUMOMAML
 
     return MUMOMAML(config.mumomaml, config.inner_lr, config.second_order)
 
 
-@register_method("hsml", label="HSML", builtin=True)
-def _hsml(config: RunConfig) -> MetaLearner:
+@register_method("hsml", label="HSML", settings=HSMLSettings, builtin=True)
+def _hsml(config) -> MetaLearner:
     from hsmlbench.methods.hsml import HSML
 
     return HSML(config.hsml, config.inner_lr, config.second_order)
 
 
-def _continual_hsml(config: RunConfig) -> MetaLearner:
+def _continual_hsml(config) -> MetaLearner:
     from hsmlbench.methods.continual import ContinualHSML
 
     return ContinualHSML(config.hsml, config.continual, config.inner_lr, config.second_order)
@@ -50,4 +54,4 @@ for _name, _label in (
     ("hsml-s10", "HSML-S (10C)"),
     ("hsml-d", "HSML-D"),
 ):
-    register_method(_name, label=_label, builtin=True)(_continual_hsml)
+    register_method(_name, label=_label, settings=ContinualSettings, builtin=True)(_continual_hsml)

@@ -10,14 +10,24 @@ parameter, and its Adam moments, untouched.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from hsmlbench.domains.regression.configs import ContinualSettings, HSMLSettings
 from hsmlbench.methods.base_learners import glorot_uniform_
-from hsmlbench.methods.hsml import HSML, ClusterTree, tree_bias_init
+from hsmlbench.methods.hsml import HSML, ClusterTree, HSMLSettings, tree_bias_init
+
+
+@dataclass(frozen=True)
+class ContinualSettings:
+    """Continual stream and HSML-D's growth rule (docs/PROTOCOL.md §3 "Continual adaptation")."""
+
+    grow: bool = False  # HSML-D adds first-level clusters; HSML-S keeps them fixed
+    window: int = 1_000  # Q: iterations per window
+    growth_ratio: float = 1.25  # μ: add when window loss > μ · previous window loss
+    cooldown: int = 8_000  # iterations that must pass between two additions
 
 
 def should_grow(

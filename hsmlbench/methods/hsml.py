@@ -6,15 +6,33 @@ docs/PROTOCOL.md §3 "HSML". The clustering tree and the gates go through the tw
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from hsmlbench.domains.regression.configs import HSMLSettings
-from hsmlbench.domains.regression.tasks import TaskBatch
 from hsmlbench.kernels import gated_init, soft_assign_tree
 from hsmlbench.methods.base_learners import MLP_SIZES, glorot_uniform_, init_mlp, mlp_shapes
+from hsmlbench.methods.batch import TaskBatch
 from hsmlbench.methods.meta_learner import MetaLearner, TaskContext
 from hsmlbench.methods.task_encoders import GRUAutoencoder
+
+
+@dataclass(frozen=True)
+class HSMLSettings:
+    """HSML's task representation, tree and gates, regression sizes (docs/PROTOCOL.md §3 "HSML")."""
+
+    pair_embedding: int = 20  # Linear(2 → 20) on each (x, y) support pair
+    hidden: int = 40  # d: GRU hidden size and task-vector size
+    clusters: tuple[int, ...] = (4, 2)  # first-level, second-level clusters; then the root
+    sigma: float = 2.0  # divides ‖h − c‖² as 2σ (the authors' code), docs/PROTOCOL.md §3 step 2
+    reconstruction_weight: float = 0.01  # ξ
+    level2: str = "code"  # "code": assignment by a linear map; "centres": the paper's text
+    # "authors": the initializations of the authors' code (Glorot tree biases; Glorot GRU
+    # kernels, gate bias 1.0; decoder projection N(0, 1) truncated, bias 0.1), docs/PROTOCOL.md
+    # §3 "HSML" steps 1-2. "torch": torch's defaults and zero tree biases (this project's
+    # earlier runs; an ablation row).
+    init: str = "authors"
 
 
 class ClusterTree(nn.Module):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from hsmlbench.domains.regression.tasks import TaskBatch
 from hsmlbench.methods.base_learners import MLP_SIZES, init_mlp
+from hsmlbench.methods.batch import TaskBatch
 from hsmlbench.methods.meta_learner import MetaLearner, TaskContext
 
 

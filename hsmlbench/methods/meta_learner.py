@@ -1,4 +1,5 @@
-"""What every method shares: a per-task initialization, the inner loop, the meta-loss.
+"""What every method shares: a per-task initialization, the inner loop, the meta-loss
+(docs/PROTOCOL.md §3 "Meta-training", "Evaluation").
 
 A method only says how it turns a task's support set into a starting point (``task_context``:
 MAML expands one θ0, HSML gates it per task, MUMOMAML adds FiLM modulation). Adaptation,
@@ -12,8 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from hsmlbench.domains.regression.tasks import TaskBatch
 from hsmlbench.methods.base_learners import Params, mlp_forward, mlp_mse_grads, mse_per_task
+from hsmlbench.methods.batch import TaskBatch
 from hsmlbench.methods.inner_loop import adapt, inner_step
 from hsmlbench.methods.meta_step import CompiledWithFallback, check_meta_step
 

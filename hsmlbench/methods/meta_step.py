@@ -1,4 +1,5 @@
-"""Which meta-step computes the regression meta-gradient, and compiling it safely.
+"""Which meta-step computes the regression meta-gradient (docs/PROTOCOL.md §3
+"Meta-training"), and compiling it safely.
 
 - ``"autograd"``: the reference. Each inner step differentiates the support loss with
   ``create_graph=True``; the meta-gradient is a double backward through the inner loop.

@@ -6,14 +6,30 @@ loop; second-order meta-gradients reach them through the adapted base parameters
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from hsmlbench.domains.regression.configs import MUMOMAMLSettings
-from hsmlbench.domains.regression.tasks import TaskBatch
 from hsmlbench.methods.base_learners import MLP_SIZES, init_mlp
+from hsmlbench.methods.batch import TaskBatch
 from hsmlbench.methods.meta_learner import MetaLearner, TaskContext
 from hsmlbench.methods.task_encoders import BiLSTMEncoder
+
+
+@dataclass(frozen=True)
+class MUMOMAMLSettings:
+    """MUMOMAML as its own authors built it, on HSML's data (docs/PROTOCOL.md §3 "MUMOMAML")."""
+
+    lstm_hidden: int = 40
+    lstm_layers: int = 2
+    inner_grad_clamp: float = 10.0  # element-wise clamp of inner-loop gradients
+    outer_grad_clip: float = 2.0  # global norm clip of the meta-gradient
+    # How the task embedding modulates each hidden layer (docs/PROTOCOL.md §3 "MUMOMAML"):
+    # "affine": a·(1 + γ) + β, unbounded, Vuorio et al.'s FiLM (the default); "gamma_only":
+    # a·(1 + γ); "sigmoid_gate": a·σ(γ), which like HSML's gates can only shrink (ablations).
+    modulation: str = "affine"
+
 
 MODULATIONS = ("affine", "gamma_only", "sigmoid_gate")
 

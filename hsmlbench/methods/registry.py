@@ -9,7 +9,10 @@ factory ``factory(config) -> MetaLearner``. The built-ins register themselves in
 - as a module on the path, with ``hsmlbench reproduce --plugin MODULE`` (``HSMLBENCH_PLUGINS``,
   comma-separated, carries the list to pool and Ray workers).
 
-A name registered twice is an error: a table row must mean one method.
+A method name has one factory per domain: registering the same name again for another domain
+(``register_method("maml", domains=("images",))``) adds that domain's factory to the same
+method, with its own settings; its label and built-in flag must be the same. The same name
+registered twice for one domain is an error: a table row must mean one method.
 """
 
 from __future__ import annotations
@@ -37,23 +40,67 @@ class PluginError(Exception):
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """One registered method."""
+    """One registered method: a factory (and settings) per domain it runs on."""
 
     name: str
-    factory: Callable  # factory(config: RunConfig) -> MetaLearner
-    domains: tuple[str, ...] = ("regression",)
-    settings: type | None = None  # a frozen dataclass; its defaults become config.plugin_settings
+    factories: dict[str, Callable]  # domain → factory(config) -> MetaLearner
+    settings_by_domain: dict[str, type | None]  # domain → frozen dataclass (or None)
     label: str | None = None  # how tables name it (default: the name)
     builtin: bool = False  # one of the paper's methods (its claims and published values)
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        """The domains it runs on, in ``DOMAINS`` order."""
+        return tuple(d for d in DOMAINS if d in self.factories)
+
+    @property
+    def default_domain(self) -> str:
+        """Its first domain in ``DOMAINS`` order (regression, where it runs on regression)."""
+        return self.domains[0]
+
+    def _check_domain(self, domain: str) -> None:
+        if domain not in self.factories:
+            raise KeyError(
+                f"method {self.name!r} does not run on {domain!r} tasks; "
+                f"it supports: {', '.join(self.domains)}"
+            )
+
+    def factory_for(self, domain: str) -> Callable:
+        """The factory(config) -> MetaLearner of ``domain``; a one-line KeyError naming the
+        domains the method supports where it has none."""
+        self._check_domain(domain)
+        return self.factories[domain]
+
+    def settings_for(self, domain: str) -> type | None:
+        """The settings dataclass of ``domain`` (None: the method has none there)."""
+        self._check_domain(domain)
+        return self.settings_by_domain[domain]
+
+    @property
+    def factory(self) -> Callable:
+        """The factory of ``default_domain``: regression's, for regression callers."""
+        return self.factories[self.default_domain]
+
+    @property
+    def settings(self) -> type | None:
+        """The settings of ``default_domain``; its defaults become config.plugin_settings."""
+        return self.settings_by_domain[self.default_domain]
 
     @property
     def module(self) -> str:
         return self.factory.__module__
 
-    def default_settings(self) -> dict | None:
-        if self.settings is None:
+    @property
+    def modules(self) -> tuple[str, ...]:
+        """The modules of all its factories (one, unless a domain's factory lives elsewhere)."""
+        return tuple(dict.fromkeys(self.factories[d].__module__ for d in self.domains))
+
+    def default_settings(self, domain: str | None = None) -> dict | None:
+        """The defaults of ``domain``'s settings as a dict (None: ``default_domain``)."""
+        settings = self.settings if domain is None else self.settings_for(domain)
+        if settings is None:
             return None
-        return dataclasses.asdict(self.settings())
+        return dataclasses.asdict(settings())
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
@@ -68,7 +115,10 @@ def register_method(
     label: str | None = None,
     builtin: bool = False,
 ) -> Callable[[Callable], Callable]:
-    """Decorator: registers ``factory(config) -> MetaLearner`` under ``name``."""
+    """Decorator: registers ``factory(config) -> MetaLearner`` under ``name`` for ``domains``.
+
+    A name already registered for other domains gains these (its label and ``builtin`` must
+    be the same); a (name, domain) already registered with another factory is an error."""
     unknown = set(domains) - set(DOMAINS)
     if unknown or not domains:
         raise PluginError(
@@ -79,21 +129,60 @@ def register_method(
         raise PluginError(f"method {name!r}: settings must be a dataclass, got {settings!r}")
 
     def decorate(factory: Callable) -> Callable:
-        spec = MethodSpec(name, factory, tuple(domains), settings, label, builtin)
         existing = _REGISTRY.get(name)
-        if existing is not None and existing.factory is not factory:
+        if existing is None:
+            factories = dict.fromkeys(domains, factory)
+            all_settings = dict.fromkeys(domains, settings)
+            _REGISTRY[name] = MethodSpec(name, factories, all_settings, label, builtin)
+            return factory
+        for domain in domains:
+            other = existing.factories.get(domain)
+            if other is not None and other is not factory:
+                raise PluginError(
+                    f"method {name!r} is registered twice for {domain} (by {other.__module__} "
+                    f"and {factory.__module__}); rename one: a table row must mean one method"
+                )
+            if other is not None and existing.settings_by_domain[domain] is not settings:
+                raise PluginError(
+                    f"method {name!r} is registered twice for {domain} with different settings "
+                    f"({existing.settings_by_domain[domain]!r} and {settings!r})"
+                )
+        if (label, builtin) != (existing.label, existing.builtin):
             raise PluginError(
-                f"method {name!r} is registered twice (by {existing.module} and {spec.module}); "
-                "rename one: a table row must mean one method"
+                f"method {name!r} for {', '.join(domains)} ({factory.__module__}) has label "
+                f"{label!r}, builtin={builtin}, but for {', '.join(existing.domains)} "
+                f"({existing.module}) label {existing.label!r}, builtin={existing.builtin}: "
+                "one name must mean one method"
             )
-        _REGISTRY[name] = spec
+        _REGISTRY[name] = dataclasses.replace(
+            existing,
+            factories=existing.factories | dict.fromkeys(domains, factory),
+            settings_by_domain=existing.settings_by_domain | dict.fromkeys(domains, settings),
+        )
         return factory
 
     return decorate
 
 
+_builtins_loaded = False
+
+
 def _load_builtins() -> None:
-    import hsmlbench.methods.builtin  # noqa: F401 - registers the paper's methods
+    """Registers the paper's methods the way plug-ins register theirs: through hsmlbench's own
+    ``hsmlbench.methods`` entry points (pyproject.toml), so no module of the registry imports
+    a method and the built-ins follow exactly the contract a plug-in author reads."""
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    own = [p for p in entry_points(group=ENTRY_POINT_GROUP) if p.value.startswith("hsmlbench.")]
+    if not own:
+        raise PluginError(
+            "hsmlbench's own methods are declared as entry points in its installed metadata, "
+            "and none were found: install hsmlbench (`pip install -e .` in its folder)"
+        )
+    _builtins_loaded = True
+    for point in own:
+        point.load()
 
 
 def load_plugin(module: str) -> None:
@@ -145,11 +234,12 @@ def _load_entry_points() -> None:
             ) from None
 
 
-def get_method(name: str) -> MethodSpec:
-    """The method registered as ``name``; installed plugins are loaded on the first miss."""
+def get_method(name: str, domain: str | None = None) -> MethodSpec:
+    """The method registered as ``name``; installed plugins are loaded on the first miss (of
+    the name, or with ``domain``, of the name's factory for that domain)."""
     _load_builtins()
     _load_env_plugins()
-    if name not in _REGISTRY:
+    if name not in _REGISTRY or (domain is not None and domain not in _REGISTRY[name].factories):
         _load_entry_points()
     if name not in _REGISTRY:
         raise KeyError(
@@ -173,5 +263,10 @@ def plugin_source_hash(name: str) -> str | None:
     spec = get_method(name)
     if spec.builtin:
         return None
-    path = inspect.getsourcefile(sys.modules[spec.module])
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12] if path else "unknown"
+    digest = hashlib.sha256()  # every module with one of its factories (usually one)
+    for module in spec.modules:
+        path = inspect.getsourcefile(sys.modules[module])
+        if not path:
+            return "unknown"
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:12]

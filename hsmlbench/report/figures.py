@@ -7,32 +7,32 @@
 
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from hsmlbench.atomic import write_bytes
 from hsmlbench.domains.regression.configs import BUDGETS, TABLES, run_config
 from hsmlbench.domains.regression.domain import evaluation_tasks
 from hsmlbench.domains.regression.tasks import FAMILIES, evaluate_family
+from hsmlbench.report.derived import (
+    cluster_structure_of,
+    family_means,
+    mean_assignments_by_family,
+)
 from hsmlbench.report.paper_reference import METHOD_LABELS
+from hsmlbench.report.plotting import assignment_heatmap, save_png
+from hsmlbench.results.schema import DONE
+from hsmlbench.results.store import raw_files
 
 COLOURS = {"maml": "tab:blue", "mumomaml": "tab:orange", "hsml": "tab:green"}
 
 
 def _raws(out_dir: Path, table: str, budget: str, seed: int = 0) -> list[dict]:
-    paths = sorted((Path(out_dir) / "runs" / table).glob(f"*-seed{seed}-{budget}.json"))
-    return [json.loads(p.read_text()) for p in paths]
-
-
-def _save(fig, path: Path) -> Path:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=130, bbox_inches="tight")
-    write_bytes(path, buffer.getvalue())
-    return path
+    """The finished records of one seed, read by the one validating reader."""
+    return [
+        r for r in raw_files(out_dir, table, budget) if r["seed"] == seed and r["status"] == DONE
+    ]
 
 
 def plot_fits(raws: list[dict], table: str, budget: str, path: Path) -> Path | None:
@@ -87,28 +87,9 @@ def plot_fits(raws: list[dict], table: str, budget: str, path: Path) -> Path | N
             ax.set_xlim(-5, 5)
     axes[0, 0].legend(fontsize=8, loc="best")
     fig.suptitle(f"{table}: adapted predictions on one test task per family (budget {budget})")
-    path = _save(fig, path)
+    path = save_png(fig, path)
     plt.close(fig)
     return path
-
-
-def assignment_heatmap(fig, ax, matrix: np.ndarray, row_labels: list[str], title: str) -> None:
-    """Mean soft assignment (rows: task families or datasets; columns: clusters), annotated."""
-    image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=1, aspect="auto")
-    for (i, j), value in np.ndenumerate(matrix):
-        ax.text(
-            j,
-            i,
-            f"{value:.2f}",
-            ha="center",
-            va="center",
-            color="white" if value < 0.6 else "black",
-            fontsize=9,
-        )
-    ax.set_yticks(range(len(row_labels)), row_labels)
-    ax.set_xticks(range(matrix.shape[1]), [f"cluster {k + 1}" for k in range(matrix.shape[1])])
-    ax.set_title(title)
-    fig.colorbar(image, ax=ax, fraction=0.046)
 
 
 def plot_clusters(raws: list[dict], table: str, budget: str, path: Path) -> Path | None:
@@ -119,7 +100,7 @@ def plot_clusters(raws: list[dict], table: str, budget: str, path: Path) -> Path
 
     order = TABLES[table].settings
     hsml = sorted(
-        (r for r in raws if r.get("mean_assignments_by_family")),
+        (r for r in raws if mean_assignments_by_family(r)),
         key=lambda r: order.index(r["setting"]),
     )
     if not hsml:
@@ -130,7 +111,7 @@ def plot_clusters(raws: list[dict], table: str, budget: str, path: Path) -> Path
     )
     for row, raw in enumerate(hsml):
         for col, level in enumerate(levels):
-            by_family = raw["mean_assignments_by_family"][level]
+            by_family = mean_assignments_by_family(raw)[level]
             families = [f for f in FAMILIES if f in by_family]
             matrix = np.array([by_family[f] for f in families])
             assignment_heatmap(
@@ -142,7 +123,7 @@ def plot_clusters(raws: list[dict], table: str, budget: str, path: Path) -> Path
                 + _nmi_suffix(raw, level),
             )
     fig.suptitle(f"{table}: mean soft cluster assignment per task family (budget {budget})")
-    path = _save(fig, path)
+    path = save_png(fig, path)
     plt.close(fig)
     return path
 
@@ -192,19 +173,14 @@ def plot_growth(raws: list[dict], table: str, budget: str, path: Path) -> Path |
         f"{table}: continual stream, window losses (budget {budget}); dotted: cluster added"
     )
     ax.legend()
-    path = _save(fig, path)
+    path = save_png(fig, path)
     plt.close(fig)
     return path
 
 
 def write_figures(table: str, budget: str, out_dir: Path) -> list[Path]:
-    """Every figure of ``table`` that the finished runs allow (image tables:
-    ``hsmlbench.report.image_figures``)."""
-    if table not in TABLES:
-        from hsmlbench.report.image_figures import write_image_figures
-
-        return write_image_figures(table, budget, out_dir)
-    if budget not in BUDGETS:
+    """Every figure of regression ``table`` that the finished runs allow."""
+    if table not in TABLES or budget not in BUDGETS:
         return []
     raws = _raws(out_dir, table, budget)
     folder = Path(out_dir) / "figures"
@@ -220,22 +196,16 @@ def write_figures(table: str, budget: str, out_dir: Path) -> list[Path]:
     return [p for p in written if p is not None]
 
 
-def table_notes(domain: str, raws: list[dict], table: str) -> list[str]:
-    """The notes a table's finished runs support: which clusters each family or dataset uses,
-    how well HSML's tree separates them, and HSML-D's growth events."""
-    if domain == "images":
-        from hsmlbench.report.image_figures import cluster_note as image_cluster_note
-
-        first_seed = [r for r in raws if r["seed"] == raws[0]["seed"]] if raws else []
-        notes = [image_cluster_note(first_seed, table)]
-    else:
-        first_seed = [r for r in raws if r["seed"] == raws[0]["seed"]] if raws else []
-        notes = [
-            cluster_note(first_seed, table),
-            cluster_structure_note(raws),
-            growth_note(raws),
-            *maml_seed_notes(raws),
-        ]
+def table_notes(raws: list[dict], table: str) -> list[str]:
+    """The notes a regression table's finished runs support: which clusters each family uses,
+    how well HSML's tree separates them, HSML-D's growth events, MAML's seeds."""
+    first_seed = [r for r in raws if r["seed"] == raws[0]["seed"]] if raws else []
+    notes = [
+        cluster_note(first_seed, table),
+        cluster_structure_note(raws),
+        growth_note(raws),
+        *maml_seed_notes(raws),
+    ]
     return [note for note in notes if note]
 
 
@@ -256,11 +226,11 @@ def maml_seed_notes(raws: list[dict]) -> list[str]:
             continue
         lines = []
         for r in seeds:
-            family = r.get("per_family_mean", {})
+            family = family_means(r)
             dead = r["theta0_dead_units"]
             final = r["train_query_loss"][-1][1] if r.get("train_query_loss") else float("nan")
             lines.append(
-                f"- seed {r['seed']}: test MSE {r['mean']:.3f} (sin {family.get('sin', float('nan')):.3f}, "
+                f"- seed {r['seed']}: test MSE {np.mean(r['per_task']):.3f} (sin {family.get('sin', float('nan')):.3f}, "
                 f"line {family.get('line', float('nan')):.3f}, quadratic "
                 f"{family.get('quadratic', float('nan')):.3f}, cubic {family.get('cubic', float('nan')):.3f}); "
                 f"dead units in θ0 layer 1 {dead[0]:.0%}, layer 2 {dead[1]:.0%}; final training "
@@ -273,7 +243,7 @@ def maml_seed_notes(raws: list[dict]) -> list[str]:
         )
         if len(seeds) >= 4:
             rho, p = spearmanr(
-                [r["theta0_dead_units"][1] for r in seeds], [r["mean"] for r in seeds]
+                [r["theta0_dead_units"][1] for r in seeds], [np.mean(r["per_task"]) for r in seeds]
             )
             text += (
                 f"\n\nRank correlation between layer-2 dead units and test MSE over the "
@@ -306,7 +276,7 @@ def growth_note(raws: list[dict]) -> str | None:
 
 
 def _nmi_suffix(raw: dict, level: str) -> str:
-    structure = raw.get("cluster_structure")
+    structure = cluster_structure_of(raw)
     return f" (NMI {structure['nmi']:.2f})" if structure and level == "level1" else ""
 
 
@@ -314,7 +284,7 @@ def cluster_structure_note(raws: list[dict]) -> str | None:
     """Per seed: how well the level-1 clusters separate the task families (NMI, top weights)."""
     lines = []
     for raw in raws:
-        structure = raw.get("cluster_structure")
+        structure = cluster_structure_of(raw)
         if not structure:
             continue
         weights = ", ".join(
@@ -342,7 +312,7 @@ def cluster_note(raws: list[dict], table: str = "T1") -> str | None:
         return None
     parts, n_clusters = [], None
     for raw in raws:
-        by_family = (raw.get("mean_assignments_by_family") or {}).get("level1")
+        by_family = mean_assignments_by_family(raw).get("level1")
         if not by_family:
             continue
         n_clusters = len(next(iter(by_family.values())))

@@ -15,8 +15,9 @@ import numpy as np
 
 from hsmlbench.atomic import write_text
 from hsmlbench.report import seed_statistics as ss
+from hsmlbench.report.analysis import summarize
 from hsmlbench.report.paper_reference import METHOD_LABELS, PUBLISHED
-from hsmlbench.report.tables import provenance_line, summarize
+from hsmlbench.report.tables import provenance_line
 
 # Each candidate cause of a departure (docs/PROTOCOL.md §7), the ablation rows that test it,
 # and the effect each row should have if the cause is real ("lower" / "higher" MSE than the
@@ -125,7 +126,7 @@ def _diverged_text(diverged: list[dict], change: str) -> str:
 
 
 def _ablation_lines(ablations: dict) -> list[str]:
-    summary = summarize(ablations)
+    summary = ablations.get("summary") or summarize(ablations)
     effects = {e["change"]: e for e in summary.get("effects", [])}
     diverged = ablations.get("diverged", [])
     lines = []
@@ -251,7 +252,7 @@ def render_findings(out_dir: Path) -> str | None:
     for name in ("T1", "T2"):
         data = _load(out_dir, name)
         if data is not None:
-            lines += _departures(name, summarize(data)) or [
+            lines += _departures(name, data.get("summary") or summarize(data)) or [
                 f"- {name}: every cell and claim reproduces"
             ]
     ablations = _load(out_dir, "ablations")

@@ -1,4 +1,4 @@
-"""HSML's cluster interpretation for images: mean soft assignment per dataset (issue 6 part 6).
+"""HSML's cluster interpretation for images: mean soft assignment per dataset.
 
 ``figures/<table>_clusters.png``: for each HSML row of the table, the mean level-1 and level-2
 assignment of each dataset's test tasks, from the raw result files only. ``T3_clusters.png``
@@ -7,29 +7,36 @@ comes from real runs when there are any; otherwise from the synthetic run, title
 
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 
 import numpy as np
 
-from hsmlbench.atomic import write_bytes
 from hsmlbench.domains.images.configs import IMAGE_TABLES, is_synthetic
-from hsmlbench.report.figures import assignment_heatmap
+from hsmlbench.report.derived import mean_assignments_of_cell
 from hsmlbench.report.paper_reference import METHOD_LABELS
+from hsmlbench.report.plotting import assignment_heatmap, save_png
+from hsmlbench.results.schema import DONE
+from hsmlbench.results.store import raw_files
 
 
 def _done_hsml_raws(out_dir: Path, table: str, budget: str) -> list[dict]:
     raws = [
-        json.loads(p.read_text())
-        for p in sorted((Path(out_dir) / "runs" / table).glob(f"*-{budget}.json"))
+        r
+        for r in raw_files(out_dir, table, budget)
+        if r["status"] == DONE and mean_assignments_of_cells(r)
     ]
-    raws = [r for r in raws if r.get("status") == "done" and r["method"].startswith("hsml")]
     if not raws:
         return []
     seed = min(r["seed"] for r in raws)
     methods = IMAGE_TABLES[table].methods
-    return sorted((r for r in raws if r["seed"] == seed), key=lambda r: methods.index(r["method"]))
+    order = [*methods, *sorted({r["method"] for r in raws} - set(methods))]
+    return sorted((r for r in raws if r["seed"] == seed), key=lambda r: order.index(r["method"]))
+
+
+def mean_assignments_of_cells(raw: dict) -> list[dict[str, list[float]]]:
+    """Each dataset cell's mean assignment per level (empty for a method without a tree)."""
+    means = [mean_assignments_of_cell(cell) for cell in raw.get("per_dataset", {}).values()]
+    return means if all(means) else []
 
 
 def plot_image_clusters(
@@ -45,10 +52,9 @@ def plot_image_clusters(
     )
     for row, raw in enumerate(raws):
         labels = [cell["label"] for cell in raw["per_dataset"].values()]
+        means = mean_assignments_of_cells(raw)
         for col, level in enumerate(("level1", "level2")):
-            matrix = np.array(
-                [cell["mean_assignments"][level] for cell in raw["per_dataset"].values()]
-            )
+            matrix = np.array([cell[level] for cell in means])
             assignment_heatmap(
                 fig,
                 axes[row, col],
@@ -58,10 +64,8 @@ def plot_image_clusters(
             )
     what = "SYNTHETIC four-domain data (not the paper's datasets)" if synthetic else "real datasets"
     fig.suptitle(f"{table}: mean soft cluster assignment per dataset, {what}, budget {budget}")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    save_png(fig, path, dpi=120)
     plt.close(fig)
-    write_bytes(path, buffer.getvalue())
     return path
 
 
@@ -85,7 +89,7 @@ def cluster_note(raws: list[dict], table: str) -> str | None:
     parts = []
     for raw in raws:
         cells = raw.get("per_dataset", {})
-        level1 = {c["label"]: c["mean_assignments"].get("level1") for c in cells.values()}
+        level1 = {c["label"]: mean_assignments_of_cell(c).get("level1") for c in cells.values()}
         if not level1 or any(v is None for v in level1.values()):
             continue
         described = ", ".join(

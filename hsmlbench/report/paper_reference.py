@@ -77,7 +77,7 @@ METHOD_LABELS: dict[str, str] = {
     "hsml-d": "HSML-D",
 }
 
-# --- T3, T4: few-shot image classification (issue 6), appended ---------------------------
+# --- T3, T4: few-shot image classification, appended ----------------------------------------
 # Rows of the image tables are (method, "<Dataset> 1-shot"): one model per method is trained
 # on all four datasets and tested on each (hsmlbench.domains.images.domain).
 _IMAGE_DATASETS = ("Bird", "Texture", "Aircraft", "Fungi")

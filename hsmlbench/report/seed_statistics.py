@@ -1,4 +1,4 @@
-"""Intervals and comparisons for a table cell trained with several seeds.
+"""Intervals and comparisons for a table cell trained with several seeds (docs/PROTOCOL.md §6).
 
 A cell is one method at one setting, trained with S seeds (S = 1..5) and each trained model
 evaluated on the same fixed set of T test tasks (one evaluation seed shared by every training
@@ -18,8 +18,7 @@ functions here also account for the first one:
 - ``seed_sensitive``: the per-seed means differ by more than the test-task CI.
 - ``median_iqr``: median and interquartile range of the per-seed means (≥ 5 seeds).
 
-Only numpy, scipy and the standard library are used, so that the module can be wired into the
-table renderer without importing the rest of the package.
+Only numpy, scipy and ``statistics`` are used.
 """
 
 from __future__ import annotations
@@ -31,7 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-Z95 = 1.96  # the published CIs are 1.96·std/√n half-widths
+from hsmlbench.report.statistics import Z95  # the published CIs are 1.96·std/√n half-widths
+
 MIN_SEEDS_FOR_MEDIAN = 5  # below this a median and quartiles of seed means say little
 _CHUNK_ELEMENTS = 1 << 22  # index entries drawn at once (≈ 32 MiB of int64)
 

@@ -1,4 +1,5 @@
-"""Statistics for comparing runs with each other and with the paper.
+"""Statistics for comparing runs with each other and with the paper (docs/PROTOCOL.md §5, §6;
+the ablations' effects use the same paired tests, §7).
 
 - ``mean_ci95``: the paper's interval, mean ± 1.96·std/√n (population std) over test tasks.
   It covers test-task sampling only (docs/PROTOCOL.md §5).
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-Z95 = 1.96
+Z95 = 1.96  # the paper's 95% interval: mean ± 1.96·std/√n (population std)
 
 
 def mean_ci95(values) -> tuple[float, float]:

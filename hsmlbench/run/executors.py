@@ -31,6 +31,7 @@ RAY_MISSING = "the Ray executor needs Ray: pip install 'hsmlbench[ray]'"
 # torch._dynamo, which the first torch.optim optimizer of a process imports (1.4 s).
 JOB_MODULES = (
     "hsmlbench.run.grid",
+    "hsmlbench.run.single_job",
     "hsmlbench.run.training",
     "hsmlbench.run.evaluation",
     "hsmlbench.domains.regression.domain",

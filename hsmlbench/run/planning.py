@@ -227,7 +227,7 @@ def estimate_cells(
 ) -> list[CellEstimate]:
     """One :class:`CellEstimate` per job, in order.
 
-    A job with a finished result under ``out_dir`` (``grid.finished_result``: same config,
+    A job with a finished result under ``out_dir`` (``hsmlbench.run.grid.finished_result``: same config,
     seed and code version) is ``reused``. A job whose data is missing costs nothing (it
     writes a "not run" record at once): 0 iterations. Every other job is projected at its
     budget's iterations × the measured time of one meta-iteration, plus
@@ -235,7 +235,8 @@ def estimate_cells(
     write each budget to its own folder). ``measure`` is injectable (tests pass a fake).
     A checkpoint to resume from is not taken into account: the projection is for a full run.
     """
-    from hsmlbench.run.grid import code_version, finished_result
+    from hsmlbench.run.grid import finished_result
+    from hsmlbench.run.versioning import code_version
 
     versions = dict(versions or {})
     estimates = []

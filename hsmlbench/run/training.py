@@ -18,14 +18,18 @@ from pathlib import Path
 import torch
 
 from hsmlbench.atomic import save_torch, set_aside
-from hsmlbench.progress import Progress
+from hsmlbench.run.progress import Progress
 from hsmlbench.seeding import seed_everything
 
 CHECKPOINT = "checkpoint.pt"
 
 
 class NonFiniteLossError(RuntimeError):
-    """The meta-loss became NaN or inf; the last good checkpoint is kept."""
+    """The meta-loss became NaN or inf at ``iteration``; the last good checkpoint is kept."""
+
+    def __init__(self, message: str, iteration: int | None = None) -> None:
+        super().__init__(message)
+        self.iteration = iteration
 
 
 @dataclass
@@ -38,10 +42,6 @@ class TrainResult:
     events: list[dict] = field(default_factory=list)  # e.g. clusters added (HSML-D)
     meta_step: str = "autograd"  # what computed the meta-step (meta_step_implementation)
     peak_gpu_mb: float | None = None
-
-    @property
-    def query_losses(self) -> list[float]:  # regression's name for the query metric
-        return self.query_metric
 
 
 # A run shorter than this keeps the fast meta-step uncompiled: compiling costs 20-40 s on a
@@ -246,7 +246,8 @@ def train(
                 )
                 raise NonFiniteLossError(
                     f"{config.job_name} seed {seed}: meta-loss is {loss_value} at iteration "
-                    f"{iteration}; {where}. Lower the outer learning rate or check the task data."
+                    f"{iteration}; {where}. Lower the outer learning rate or check the task data.",
+                    iteration,
                 )
             if config.outer_grad_clip is not None:
                 groups = getattr(config, "outer_clip_groups", None)

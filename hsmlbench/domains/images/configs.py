@@ -32,67 +32,13 @@ from hsmlbench.domains.images.datasets import (
     SYNTHETIC_LABELS,
 )
 
-
-@dataclass(frozen=True)
-class ImageHSMLSettings:
-    """HSML's image task representation, tree and gates (docs/PROTOCOL.md §4, §3 steps 2-3)."""
-
-    features: int = 64  # per-image CNN output
-    feature_filters: int = 32
-    hidden: int = 128  # d
-    clusters: tuple[int, ...] = (4, 2)  # 4 → 2 → 1
-    sigma: float = 10.0
-    reconstruction_weight: float = 0.01  # ξ (the authors' --emb_loss_weight=0.01)
-    level2: str = "code"
-    init: str = "authors"  # as HSMLSettings.init (docs/PROTOCOL.md §3 "HSML" steps 1-2)
-
-
-@dataclass(frozen=True)
-class ImageMUMOMAMLSettings:
-    """MUMOMAML's image encoder with the gradient limits of its authors' classification code:
-    inner-gradient clamp ±20, no outer clip (docs/PROTOCOL.md §4 "MUMOMAML image encoder";
-    the earlier ±10 / 2.0 were their regression code's, §3 "MUMOMAML")."""
-
-    encoder_channels: tuple[int, ...] = (32, 64, 128, 256)
-    embedding: int = 128
-    inner_grad_clamp: float = 20.0
-    outer_grad_clip: float | None = None
-
-
-@dataclass(frozen=True)
-class ImageContinualSettings:
-    """T4's stream and HSML-D's growth rule (docs/PROTOCOL.md §4 "Continual classification").
-
-    ``arrivals`` are the iterations at which each dataset joins, at the paper's 40,000
-    iterations; Aircraft at 15,000, Fungi at 30,000 (the source says only "later":
-    hsmlbench's choice, the same as regression's cubic family). The authors' code grows the
-    stream by one dataset each time HSML-D adds a cluster; hsmlbench uses one fixed stream for
-    every method so that the methods are compared on the same data (docs/PROTOCOL.md §4).
-    """
-
-    arrivals: tuple[tuple[int, str], ...] = (
-        (0, "bird"),
-        (0, "texture"),
-        (15_000, "aircraft"),
-        (30_000, "fungi"),
-    )
-    reference_iterations: int = 40_000
-    grow: bool = False  # HSML-D adds first-level clusters
-    window: int = 100  # iterations per window
-    drop_ratio: float = 0.85  # add when window accuracy < ratio · previous window's
-    cooldown: int = 8_000  # iterations between two additions
-
-    def scale(self, iterations: int) -> float:
-        return iterations / self.reference_iterations
-
-    def arrival(self, dataset_index: int, iterations: int) -> int:
-        return round(self.arrivals[dataset_index][0] * self.scale(iterations))
-
-    def window_at(self, iterations: int) -> int:
-        return max(2, round(self.window * self.scale(iterations)))
-
-    def cooldown_at(self, iterations: int) -> int:
-        return max(1, round(self.cooldown * self.scale(iterations)))
+# The paper's image methods' settings live next to their registration; imported here for the
+# config's fields (and for the code that has always imported them from this module).
+from hsmlbench.domains.images.methods import (  # noqa: F401
+    ImageContinualSettings,
+    ImageHSMLSettings,
+    ImageMUMOMAMLSettings,
+)
 
 
 @dataclass(frozen=True)
@@ -126,6 +72,7 @@ class ImageRunConfig:
     task_chunk: int | None = None  # tasks per backward (memory, not results); None: all
     synthetic_images_per_class: int = 20
     synthetic_seed: int = 0
+    plugin_settings: dict | None = None  # a registered plug-in method's settings (asdict)
 
     @property
     def job_name(self) -> str:
@@ -242,9 +189,13 @@ def is_synthetic(table: str) -> bool:
 
 
 def _method_fields(table: str, method: str) -> dict:
+    """The fields of one of the paper's image methods (hsmlbench.domains.images.methods), in
+    any image table: T4's stream wherever the table is T4."""
     fields: dict = {}
     if base_table(table) == "T4":
         fields["continual"] = ImageContinualSettings(grow=method == "hsml-d")
+    elif method == "hsml-d":
+        raise KeyError(f"hsml-d grows its tree on T4's stream; table {table} has no stream")
     if method == "maml":
         return fields
     if method == "mumomaml":
@@ -256,6 +207,33 @@ def _method_fields(table: str, method: str) -> dict:
     raise KeyError(method)
 
 
+def _extra_method_fields(table: str, method: str) -> dict:
+    """A registered method that is not one of the table's own rows: one of the paper's image
+    methods with its own fields, or a plug-in with its settings' defaults as
+    ``plugin_settings`` (both under T4's stream in T4). A method with no images factory is a
+    one-line KeyError listing the methods registered for images."""
+    from hsmlbench.methods.registry import ENTRY_POINT_GROUP, get_method, registered_methods
+
+    try:
+        spec = get_method(method, "images")
+    except KeyError:
+        spec = None
+    if spec is None or "images" not in spec.domains:
+        runs_on = f" (it runs on {', '.join(spec.domains)} tasks)" if spec is not None else ""
+        raise KeyError(
+            f"table {table} has no method {method!r}{runs_on}; its own: "
+            f"{', '.join(IMAGE_TABLES[table].methods)}; registered for images: "
+            f"{', '.join(sorted(registered_methods('images')))} (add one with --plugin MODULE "
+            f"or an installed '{ENTRY_POINT_GROUP}' entry point registered for \"images\")"
+        )
+    if spec.builtin:
+        return _method_fields(table, method)
+    fields: dict = {"plugin_settings": spec.default_settings("images")}
+    if base_table(table) == "T4":
+        fields["continual"] = ImageContinualSettings(grow=False)
+    return fields
+
+
 def _image_size(synthetic: bool, budget: str) -> int:
     if budget == "cpu":
         return CPU_IMAGE_SIZE
@@ -263,12 +241,17 @@ def _image_size(synthetic: bool, budget: str) -> int:
 
 
 def image_run_config(table: str, method: str, setting: str, budget: str) -> ImageRunConfig:
-    """The registry: the configuration of one image job at a budget."""
+    """The registry: the configuration of one image job at a budget.
+
+    ``method`` is one of the table's rows or any method registered for ``"images"``
+    (``hsmlbench.methods.registry``)."""
     if table not in IMAGE_TABLES:
         raise KeyError(f"unknown image table {table!r}; known: {', '.join(IMAGE_TABLES)}")
     spec = IMAGE_TABLES[table]
-    if method not in spec.methods:
-        raise KeyError(f"table {table} has no method {method!r}; it has: {', '.join(spec.methods)}")
+    if method in spec.methods:
+        fields = _method_fields(table, method)
+    else:
+        fields = _extra_method_fields(table, method)
     if setting not in spec.settings:
         raise KeyError(
             f"table {table} has no setting {setting!r}; it has: {', '.join(spec.settings)}"
@@ -286,5 +269,5 @@ def image_run_config(table: str, method: str, setting: str, budget: str) -> Imag
         datasets=SYNTHETIC_DOMAINS if synthetic else DATASET_NAMES,
         k_shot=int(setting.split("-")[0]),
         image_size=_image_size(synthetic, budget),
-        **_method_fields(table, method),
+        **fields,
     )

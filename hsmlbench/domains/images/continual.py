@@ -14,13 +14,10 @@ one new Adam parameter group for the new cluster (fresh optimizer state).
 
 from __future__ import annotations
 
-from hsmlbench.domains.images.configs import ImageContinualSettings
 
-
-def active_datasets(
-    settings: ImageContinualSettings | None, n_datasets: int, iteration: int, iterations: int
-) -> list[int]:
-    """Indices of the datasets open at ``iteration`` (all of them without a stream)."""
+def active_datasets(settings, n_datasets: int, iteration: int, iterations: int) -> list[int]:
+    """Indices of the datasets open at ``iteration`` (all of them without a stream:
+    ``settings`` None, else an ``ImageContinualSettings``)."""
     if settings is None:
         return list(range(n_datasets))
     return [i for i in range(n_datasets) if iteration >= settings.arrival(i, iterations)]
@@ -30,7 +27,7 @@ def should_grow(
     accuracies: list[float],
     done: int,
     last_addition: int | None,
-    settings: ImageContinualSettings,
+    settings,
     iterations: int,
 ) -> bool:
     """HSML-D's trigger after ``done`` iterations; ``accuracies`` has one value per iteration.

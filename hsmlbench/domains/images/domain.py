@@ -9,7 +9,6 @@ CUDA when there is one. Without the real data a job does not fail: the pipeline 
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from hsmlbench.domains.base import Domain, EvalResult, EvaluationCell, TrainingStream
@@ -31,6 +30,7 @@ from hsmlbench.domains.images.episodes import (
 from hsmlbench.domains.images.layout import ImageSplit, check_dataset, load_split
 from hsmlbench.domains.images.synthetic import synthetic_split
 from hsmlbench.domains.regression.domain import downsample, training_seed
+from hsmlbench.results.schema import encode_array
 
 
 def load_splits(config: ImageRunConfig, split: str, data_root=None) -> dict[str, ImageSplit]:
@@ -85,7 +85,6 @@ class ImageStream(TrainingStream):
 class ImageDomain(Domain):
     name = "images"
     tables = IMAGE_TABLES
-    raw_fields = {"per_dataset": dict}
 
     def budgets(self, table: str):
         return IMAGE_BUDGETS[base_table(table)]
@@ -165,27 +164,21 @@ class ImageDomain(Domain):
         return cells
 
     def job_fields(self, config, trained, results: dict[str, EvalResult]) -> dict:
-        per_dataset = {}
-        for name, result in results.items():
-            per_task = result.headline
-            per_dataset[name] = {
+        """Measurements only, per dataset: per-task accuracies, the mean curve over test steps,
+        each task's soft cluster assignments; and the training curve. Means and intervals are
+        report code's (docs/PROTOCOL.md §6)."""
+        per_dataset = {
+            name: {
                 "label": config.dataset_label(name),
-                "n_tasks": int(per_task.size),
-                "mean": float(per_task.mean()),
-                "ci95": float(1.96 * per_task.std() / np.sqrt(per_task.size)),
-                "per_task": np.round(per_task, 4).tolist(),
+                "per_task": result.headline.tolist(),
                 "per_step_mean": result.curve.mean(axis=0).tolist(),
-                "mean_assignments": {
-                    k: np.round(v.mean(axis=0), 5).tolist() for k, v in result.assignments.items()
-                },
+                "assignments": {k: encode_array(v) for k, v in result.assignments.items()},
             }
+            for name, result in results.items()
+        }
         return {
             "data": config.data,
             "per_dataset": per_dataset,
-            # a job's headline is per dataset; its "mean" is the mean over datasets
-            "mean": float(np.mean([v["mean"] for v in per_dataset.values()])),
-            "ci95": float("nan"),
-            "n_tasks": sum(v["n_tasks"] for v in per_dataset.values()),
             "train_query_accuracy": downsample(trained.query_metric),
         }
 
@@ -195,13 +188,10 @@ class ImageDomain(Domain):
                 "method": raw["method"],
                 "setting": f"{cell['label']} {raw['setting']}",
                 "seed": raw["seed"],
-                "n_tasks": cell["n_tasks"],
-                "mean": cell["mean"],
-                "ci95": cell["ci95"],
                 "per_task": cell["per_task"],
                 "wall_time_s": raw.get("wall_time_s"),
                 "per_step_mean": cell["per_step_mean"],
-                "meta_step": raw.get("meta_step", "autograd"),
+                "meta_step": raw["meta_step"],
             }
             for cell in raw["per_dataset"].values()
         ]

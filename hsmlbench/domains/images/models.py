@@ -15,7 +15,6 @@ from hsmlbench.domains.images.base_learner import (
     accuracy_percent,
     cross_entropy_sum_over_k,
 )
-from hsmlbench.domains.images.configs import ImageRunConfig
 from hsmlbench.domains.images.encoders import ImageTaskRepresentation, MUMOMAMLImageEncoder
 from hsmlbench.kernels import gated_init
 from hsmlbench.methods.base_learners import Params, glorot_uniform_
@@ -23,6 +22,7 @@ from hsmlbench.methods.continual import GrowableClusterTree, GrowingFirstLevel
 from hsmlbench.methods.hsml import ClusterTree, tree_bias_init
 from hsmlbench.methods.inner_loop import adapt
 from hsmlbench.methods.meta_learner import MetaLearner, TaskContext
+from hsmlbench.methods.registry import get_method
 
 
 class ImageMetaLearner(MetaLearner):
@@ -61,7 +61,7 @@ class ImageMetaLearner(MetaLearner):
         adapted = adapt(
             ctx.init_params,
             self._support_loss(batch, ctx),
-            self.inner_lr,
+            ctx.inner_lrs or self.inner_lr,  # per-parameter rates where a method has them
             steps,
             second_order=self.second_order,
             grad_clamp=self.inner_grad_clamp,
@@ -206,26 +206,14 @@ class ImageHSML(GrowingFirstLevel, ImageMetaLearner):
         )
 
 
-def build_image_model(config: ImageRunConfig) -> ImageMetaLearner:
-    """A freshly initialized model for ``config`` (seed torch first for a reproducible init)."""
-    learner = ConvLearner(3, config.filters, config.n_way, config.image_size)
-    if config.method == "maml":
-        return ImageMAML(learner, config.k_shot, config.inner_lr, config.second_order)
-    if config.method == "mumomaml":
-        return ImageMUMOMAML(
-            learner, config.mumomaml, config.k_shot, config.inner_lr, config.second_order
-        )
-    if config.method.startswith("hsml"):
-        model = ImageHSML(
-            learner,
-            config.hsml,
-            config.k_shot,
-            config.inner_lr,
-            config.image_size,
-            config.second_order,
-            growable=config.continual is not None,
-        )
-        if config.continual is not None and config.continual.grow:
-            model.grow_with(config.continual, config.budget.iterations)
-        return model
-    raise KeyError(f"unknown image method {config.method!r}")
+def image_learner(config) -> ConvLearner:
+    """The conv base learner of ``config`` (RGB, ``filters`` wide, ``n_way`` outputs): what
+    every image method, plug-ins included, builds first."""
+    return ConvLearner(3, config.filters, config.n_way, config.image_size)
+
+
+def build_image_model(config) -> ImageMetaLearner:
+    """A freshly initialized model for ``config`` (seed torch first for a reproducible init):
+    the images factory of the registered method ``config.method`` (the paper's are in
+    ``hsmlbench.domains.images.methods``; a plug-in registers its own for ``"images"``)."""
+    return get_method(config.method, "images").factory_for("images")(config)

@@ -1,6 +1,6 @@
 """A synthetic four-domain image set, drawn procedurally in memory, deterministic from a seed.
 
-It stands in for the four real datasets (issue 6) so that every code path of T3 and T4 runs
+It stands in for the four real datasets so that every code path of T3 and T4 runs
 on a CPU: four visually distinct domains, each with as many classes per split as the real
 dataset in the same slot (Bird 64/16/20, Texture 30/7/10, ...). Classes differ in shape,
 frequency, count or colour within a domain; instances vary pose, phase, position and noise.

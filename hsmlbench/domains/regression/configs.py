@@ -10,7 +10,11 @@ import dataclasses
 from dataclasses import dataclass
 
 from hsmlbench.configs import EVAL_SEED, Budget, TableSpec, config_matches
+from hsmlbench.methods.continual import ContinualSettings
+from hsmlbench.methods.hsml import HSMLSettings
 from hsmlbench.methods.meta_step import DEFAULT_META_STEP, check_meta_step, meta_step_from_env
+from hsmlbench.methods.mumomaml import MUMOMAMLSettings
+from hsmlbench.methods.registry import get_method
 
 BUDGETS: dict[str, Budget] = {
     "smoke": Budget("smoke", 60, 200, 20, "CI smoke test: the whole path, numbers meaningless"),
@@ -18,47 +22,6 @@ BUDGETS: dict[str, Budget] = {
     # docs/PROTOCOL.md §3: 70,000 iterations, 4,000 test tasks.
     "paper": Budget("paper", 70_000, 4_000, 5_000, "docs/PROTOCOL.md §3 exactly"),
 }
-
-
-@dataclass(frozen=True)
-class HSMLSettings:
-    """HSML's task representation, tree and gates, regression sizes (docs/PROTOCOL.md §3 "HSML")."""
-
-    pair_embedding: int = 20  # Linear(2 → 20) on each (x, y) support pair
-    hidden: int = 40  # d: GRU hidden size and task-vector size
-    clusters: tuple[int, ...] = (4, 2)  # first-level, second-level clusters; then the root
-    sigma: float = 2.0  # divides ‖h − c‖² as 2σ (the authors' code), docs/PROTOCOL.md §3 step 2
-    reconstruction_weight: float = 0.01  # ξ
-    level2: str = "code"  # "code": assignment by a linear map; "centres": the paper's text
-    # "authors": the initializations of the authors' code (Glorot tree biases; Glorot GRU
-    # kernels, gate bias 1.0; decoder projection N(0, 1) truncated, bias 0.1), docs/PROTOCOL.md
-    # §3 "HSML" steps 1-2. "torch": torch's defaults and zero tree biases (this project's
-    # earlier runs; an ablation row).
-    init: str = "authors"
-
-
-@dataclass(frozen=True)
-class MUMOMAMLSettings:
-    """MUMOMAML as its own authors built it, on HSML's data (docs/PROTOCOL.md §3 "MUMOMAML")."""
-
-    lstm_hidden: int = 40
-    lstm_layers: int = 2
-    inner_grad_clamp: float = 10.0  # element-wise clamp of inner-loop gradients
-    outer_grad_clip: float = 2.0  # global norm clip of the meta-gradient
-    # How the task embedding modulates each hidden layer (docs/PROTOCOL.md §3 "MUMOMAML"):
-    # "affine": a·(1 + γ) + β, unbounded, Vuorio et al.'s FiLM (the default); "gamma_only":
-    # a·(1 + γ); "sigmoid_gate": a·σ(γ), which like HSML's gates can only shrink (ablations).
-    modulation: str = "affine"
-
-
-@dataclass(frozen=True)
-class ContinualSettings:
-    """Continual stream and HSML-D's growth rule (docs/PROTOCOL.md §3 "Continual adaptation")."""
-
-    grow: bool = False  # HSML-D adds first-level clusters; HSML-S keeps them fixed
-    window: int = 1_000  # Q: iterations per window
-    growth_ratio: float = 1.25  # μ: add when window loss > μ · previous window loss
-    cooldown: int = 8_000  # iterations that must pass between two additions
 
 
 @dataclass(frozen=True)
@@ -166,9 +129,6 @@ ABLATIONS: dict[str, tuple[str, dict]] = {
     # the reference meta-step: does the fast path change what HSML learns?
     "hsml-autograd": ("hsml", {"hsml": HSMLSettings(), "meta_step": "autograd"}),
 }
-# Rows of the ablations table that are read from other runs, not trained (see above).
-ABLATION_DERIVED = ("mumomaml-step1",)
-
 TABLES["ablations"] = TableSpec(
     "ablations",
     "Ablations on T1 (multimodal regression, 5-shot), query MSE after 10 steps ± 95% CI",
@@ -214,8 +174,6 @@ def _method_fields(method: str) -> dict:
 def _extra_method_fields(table: str, method: str) -> dict:
     """A registered method that is not one of the table's own rows joins it under the table's
     task stream (T2: the continual stream and its vertex-form quadratic), with its settings."""
-    from hsmlbench.methods.registry import get_method
-
     spec = get_method(method)
     if TABLES[table].domain not in spec.domains:
         raise KeyError(

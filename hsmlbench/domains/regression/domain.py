@@ -13,7 +13,7 @@ import torch
 from hsmlbench.domains.base import Domain, EvalResult, EvaluationCell, TrainingStream
 from hsmlbench.domains.regression.configs import BUDGETS, TABLES, RunConfig, run_config
 from hsmlbench.domains.regression.tasks import FAMILIES, TaskBatch, active_families, sample_tasks
-from hsmlbench.report.statistics import cluster_structure
+from hsmlbench.results.schema import encode_array
 from hsmlbench.seeding import task_generator
 
 FIT_GRID = np.linspace(-5.0, 5.0, 101)  # x of the adapted fits drawn in the figures
@@ -131,7 +131,6 @@ def downsample(values: list[float], points: int = 700) -> list[list[float]]:
 class RegressionDomain(Domain):
     name = "regression"
     tables = TABLES
-    raw_fields = {"per_task": list, "per_step_mean": list}
 
     def budgets(self, table: str):
         return BUDGETS
@@ -159,26 +158,17 @@ class RegressionDomain(Domain):
         return [cell]
 
     def job_fields(self, config, trained, results: dict[str, EvalResult]) -> dict:
+        """Measurements only: per-task errors (headline and ``STEPS_KEPT``), each task's family
+        and soft cluster assignments, the adapted fits drawn in the figures, the training
+        curves. Means, intervals and cluster statistics are report code's (docs/PROTOCOL.md
+        §6)."""
         (result,) = results.values()
-        per_task, family = result.headline, result.groups
-        present = [(i, f) for i, f in enumerate(FAMILIES) if (family == i).any()]
-        assignments = {
-            name: {f: np.round(values[family == i].mean(axis=0), 5).tolist() for i, f in present}
-            for name, values in result.assignments.items()
-        }
-        fields = {
-            "per_task": per_task.tolist(),
+        return {
+            "per_task": result.headline.tolist(),
             "per_task_by_step": {str(s): result.curve[:, s].tolist() for s in STEPS_KEPT},
             "per_step_mean": result.curve.mean(axis=0).tolist(),
-            "per_family_mean": {f: float(per_task[family == i].mean()) for i, f in present},
-            "task_family": family.tolist(),
-            "mean_assignments_by_family": assignments,
-        }
-        if "level1" in result.assignments:
-            fields["cluster_structure"] = cluster_structure(
-                result.assignments["level1"], family, FAMILIES
-            )
-        fields |= {
+            "task_family": result.groups.tolist(),
+            "assignments": {name: encode_array(v) for name, v in result.assignments.items()},
             "fits": _fit_examples(trained.model, config, evaluation_tasks(config)),
             "theta0_dead_units": dead_units(trained.model),
             "train_query_loss": downsample(trained.query_metric),
@@ -186,13 +176,12 @@ class RegressionDomain(Domain):
                 trained.query_metric, config.continual.window if config.continual else 1000
             ),
         }
-        return fields
 
     def table_rows(self, raw: dict) -> list[dict]:
-        keys = ("method", "setting", "seed", "n_tasks", "mean", "ci95", "per_task")
+        keys = ("method", "setting", "seed", "per_task")
         return [
             {k: raw[k] for k in keys}
             | {"wall_time_s": raw["wall_time_s"], "per_step_mean": raw["per_step_mean"]}
-            | {"meta_step": raw.get("meta_step", "autograd")}
+            | {"meta_step": raw["meta_step"]}
             | ({"events": raw["events"]} if raw.get("events") else {})
         ]

@@ -1,0 +1,120 @@
+"""The raw-file schema (docs/PROTOCOL.md §6 "Provenance"): field names, statuses, validation.
+
+Version 2 (this one) holds measurements only. Version 1 files (no ``schema_version``) also
+held derived fields (``mean``, ``ci95``, cluster statistics); ``migrations`` reads them.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA_VERSION = 2
+
+DONE = "done"
+DIVERGED = "diverged"  # training or test-time adaptation diverged: a result, not retried
+NOT_RUN = "not run"  # the data was missing: tried again next time
+STATUSES = (DONE, DIVERGED, NOT_RUN)
+
+# Every record: the job's identity.
+IDENTITY = {"job": str, "table": str, "method": str, "setting": str, "seed": int, "budget": str}
+
+
+def raw_file_path(out_dir: Path, table: str, job: str, budget: str) -> Path:
+    """Where a job's raw record lives: ``<out>/runs/<table>/<job>-<budget>.json``."""
+    return Path(out_dir) / "runs" / table / f"{job}-{budget}.json"
+
+
+class RawFileError(ValueError):
+    """A file that is not a valid raw job record (one line says why)."""
+
+
+def encode_array(values: np.ndarray) -> dict:
+    """A float array stored compactly and exactly as float32 (per-task assignments)."""
+    array = np.ascontiguousarray(values, dtype="<f4")
+    return {
+        "dtype": "float32",
+        "shape": list(array.shape),
+        "base64": base64.b64encode(array.tobytes()).decode("ascii"),
+    }
+
+
+def decode_array(stored: dict) -> np.ndarray:
+    data = base64.b64decode(stored["base64"])
+    return np.frombuffer(data, dtype="<f4").reshape(stored["shape"]).astype(np.float64)
+
+
+def _finite_list(values, name: str) -> str | None:
+    if not isinstance(values, list) or not values:
+        return f"'{name}' is not a non-empty list of numbers"
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"'{name}' holds a non-number ({value!r})"
+        if not math.isfinite(value):
+            return f"'{name}' holds a non-finite value ({value!r})"
+    return None
+
+
+def _per_task_problem(cell: dict, where: str) -> str | None:
+    """Per-task measurements of one cell: finite, and every per-task field the same length."""
+    problem = _finite_list(cell.get("per_task"), f"{where}per_task")
+    if problem:
+        return problem
+    n = len(cell["per_task"])
+    if not isinstance(cell.get("per_step_mean"), list):
+        return f"no valid '{where}per_step_mean' field"
+    for step, values in (cell.get("per_task_by_step") or {}).items():
+        problem = _finite_list(values, f"{where}per_task_by_step[{step}]")
+        if problem:
+            return problem
+        if len(values) != n:
+            return f"'{where}per_task_by_step[{step}]' has {len(values)} tasks, per_task {n}"
+    family = cell.get("task_family")
+    if family is not None and len(family) != n:
+        return f"'{where}task_family' has {len(family)} tasks, per_task {n}"
+    for name, stored in (cell.get("assignments") or {}).items():
+        try:
+            rows = decode_array(stored).shape[0]
+        except (KeyError, TypeError, ValueError) as error:
+            return f"'{where}assignments[{name}]' is not a stored array ({error})"
+        if rows != n:
+            return f"'{where}assignments[{name}]' has {rows} tasks, per_task {n}"
+    if "n_tasks" in cell and cell["n_tasks"] != n:  # a version-1 file's own count
+        return f"has {n} per-task errors for n_tasks {cell['n_tasks']}"
+    return None
+
+
+def record_problem(raw, path: Path | None = None) -> str | None:
+    """Why ``raw`` is not a valid raw job record (None: it is one). With ``path``, the file
+    must also be named after the job it holds (a stray copy never counts as another seed)."""
+    if not isinstance(raw, dict):
+        return f"holds a JSON {type(raw).__name__}, not a raw job file"
+    version = raw.get("schema_version", 1)
+    if version not in (1, SCHEMA_VERSION):
+        return f"has schema_version {version!r}; this hsmlbench reads 1 and {SCHEMA_VERSION}"
+    for key, kind in IDENTITY.items():
+        value = raw.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"no valid '{key}' field"
+    status = raw.get("status", DONE)
+    if status not in STATUSES:
+        return f"has an unknown status {status!r}"
+    if path is not None and Path(path).name != f"{raw['job']}-{raw['budget']}.json":
+        return f"holds job {raw['job']} at budget {raw['budget']}: a copy, not its file"
+    if status != DONE:
+        return None
+    if "per_dataset" in raw:
+        cells = raw["per_dataset"]
+        if not isinstance(cells, dict) or not cells:
+            return "'per_dataset' is not a non-empty object"
+        for name, cell in cells.items():
+            if not isinstance(cell, dict):
+                return f"'per_dataset[{name}]' is not an object"
+            problem = _per_task_problem(cell, f"per_dataset[{name}].")
+            if problem:
+                return problem
+        return None
+    return _per_task_problem(raw, "")
