@@ -363,4 +363,7 @@ def write_report(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
         f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(f.name, 0o644)  # a report for everyone to read, not the temporary file's 0600
     os.replace(f.name, path)

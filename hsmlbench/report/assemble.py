@@ -223,8 +223,13 @@ def _not_run_notes(raws: list[dict], domain, budget: str) -> list[str]:
     return notes
 
 
-def write_table(table: str, budget: str, out_dir: Path) -> tuple[Path, Path]:
+def write_table(
+    table: str, budget: str, out_dir: Path, summaries: dict[str, dict] | None = None
+) -> tuple[Path, Path]:
+    """``<table>.json`` and ``.md``; ``summaries`` (if given) receives the table's analysis."""
     data = assemble_table(table, budget, out_dir)
+    if summaries is not None:
+        summaries[table] = data["summary"]
     json_path, md_path = Path(out_dir) / f"{table}.json", Path(out_dir) / f"{table}.md"
     write_json(json_path, data)
     write_text(md_path, render_markdown(data, data["summary"]))
@@ -245,12 +250,13 @@ def write_reports(tables: list[tuple[str, str]], out_dir: Path, log=print) -> li
     from hsmlbench.report.findings import write_findings
 
     written: list[Path] = []
+    summaries: dict[str, dict] = {}  # each table analysed once, FINDINGS.md included
     for table, budget in dict.fromkeys(tables):
         names = [table] + ([table + EXTENDED] if has_extra_methods(table, budget, out_dir) else [])
         files = []
         for name in names:
             try:
-                files += write_table(name, budget, out_dir)
+                files += write_table(name, budget, out_dir, summaries)
             except FileNotFoundError:  # e.g. only a plugin's runs: no paper-only table
                 continue
         if not files:
@@ -258,7 +264,7 @@ def write_reports(tables: list[tuple[str, str]], out_dir: Path, log=print) -> li
             continue
         written += files + _write_figures(table, budget, out_dir)
     if {table for table, _ in tables} & {"T1", "T2", ABLATIONS_TABLE}:
-        findings = write_findings(out_dir)
+        findings = write_findings(out_dir, summaries)
         written += [findings] if findings else []
     return written
 

@@ -4,7 +4,7 @@ the cluster structure (``statistics.cluster_structure``).
 
 Version-1 raw files stored the assignment means and the cluster structure instead of the
 per-task assignments; for those the stored values are read as they are (they cannot be
-recomputed), and ``raw["legacy"]`` says so.
+recomputed); ``raw["legacy"]`` marks such records and the cluster notes say so.
 """
 
 from __future__ import annotations

@@ -298,6 +298,11 @@ def cluster_structure_note(raws: list[dict]) -> str | None:
         )
     if not lines:
         return None
+    if any(raw.get("legacy") and cluster_structure_of(raw) for raw in raws):
+        lines.append(
+            "- (rows from version-1 raw records: their cluster structure is read as those "
+            "records stored it; they kept no per-task assignments to recompute it from)"
+        )
     return (
         "Cluster structure over the test tasks: normalized mutual information between a "
         "task's family and its most weighted level-1 cluster (1: each family has clusters of "

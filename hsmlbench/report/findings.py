@@ -125,8 +125,7 @@ def _diverged_text(diverged: list[dict], change: str) -> str:
     )
 
 
-def _ablation_lines(ablations: dict) -> list[str]:
-    summary = ablations.get("summary") or summarize(ablations)
+def _ablation_lines(ablations: dict, summary: dict) -> list[str]:
     effects = {e["change"]: e for e in summary.get("effects", [])}
     diverged = ablations.get("diverged", [])
     lines = []
@@ -229,8 +228,19 @@ def _hsml_against_variants(ablations: dict) -> list[str]:
     return lines
 
 
-def render_findings(out_dir: Path) -> str | None:
-    """The findings page from the table JSON files under ``out_dir`` (None: no T1 yet)."""
+def render_findings(out_dir: Path, summaries: dict[str, dict] | None = None) -> str | None:
+    """The findings page from the table JSON files under ``out_dir`` (None: no T1 yet).
+
+    ``summaries``: the analyses of the tables written in this run (by table name); a table
+    not among them is analysed again here, so that a table written by older report code
+    never lends its stale analysis."""
+    summaries = dict(summaries or {})
+
+    def summary_of(name: str, data: dict) -> dict:
+        if name not in summaries:
+            summaries[name] = summarize(data)
+        return summaries[name]
+
     t1 = _load(out_dir, "T1")
     if t1 is None:
         return None
@@ -252,7 +262,7 @@ def render_findings(out_dir: Path) -> str | None:
     for name in ("T1", "T2"):
         data = _load(out_dir, name)
         if data is not None:
-            lines += _departures(name, data.get("summary") or summarize(data)) or [
+            lines += _departures(name, summary_of(name, data)) or [
                 f"- {name}: every cell and claim reproduces"
             ]
     ablations = _load(out_dir, "ablations")
@@ -264,12 +274,12 @@ def render_findings(out_dir: Path) -> str | None:
         )
     else:
         lines += [READING_RULE]
-        lines += _ablation_lines(ablations)
+        lines += _ablation_lines(ablations, summary_of("ablations", ablations))
     return "\n".join(lines) + "\n"
 
 
-def write_findings(out_dir: Path) -> Path | None:
-    text = render_findings(out_dir)
+def write_findings(out_dir: Path, summaries: dict[str, dict] | None = None) -> Path | None:
+    text = render_findings(out_dir, summaries)
     if text is None:
         return None
     path = Path(out_dir) / "FINDINGS.md"

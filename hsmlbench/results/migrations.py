@@ -8,8 +8,8 @@ measurements as they are, ``provenance`` merged with ``environment``, and ``lega
 Version 1 also left out fields that had defaults when it was written: ``status`` (then
 "done") and ``meta_step`` (then "autograd", the only path there was); they are filled in here
 and nowhere else. The derived fields stay where they were: per-task assignments were never stored in version 1,
-so the cluster statistics of those files can only be read, not recomputed; report code says
-so. Nothing here rewrites a file.
+so the cluster statistics of those files can only be read, not recomputed; the tables'
+cluster notes say so. Nothing here rewrites a file.
 """
 
 from __future__ import annotations

@@ -53,8 +53,11 @@ def _finite_list(values, name: str) -> str | None:
     for value in values:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"'{name}' holds a non-number ({value!r})"
-        if not math.isfinite(value):
-            return f"'{name}' holds a non-finite value ({value!r})"
+        try:
+            if not math.isfinite(value):
+                return f"'{name}' holds a non-finite value ({value!r})"
+        except OverflowError:  # an integer too large for a float
+            return f"'{name}' holds a number out of range"
     return None
 
 
@@ -66,25 +69,35 @@ def _per_task_problem(cell: dict, where: str) -> str | None:
     n = len(cell["per_task"])
     if not isinstance(cell.get("per_step_mean"), list):
         return f"no valid '{where}per_step_mean' field"
-    for step, values in (cell.get("per_task_by_step") or {}).items():
+    by_step = cell.get("per_task_by_step") or {}
+    if not isinstance(by_step, dict):
+        return f"'{where}per_task_by_step' is not an object"
+    for step, values in by_step.items():
         problem = _finite_list(values, f"{where}per_task_by_step[{step}]")
         if problem:
             return problem
         if len(values) != n:
             return f"'{where}per_task_by_step[{step}]' has {len(values)} tasks, per_task {n}"
     family = cell.get("task_family")
-    if family is not None and len(family) != n:
-        return f"'{where}task_family' has {len(family)} tasks, per_task {n}"
-    for name, stored in (cell.get("assignments") or {}).items():
+    if family is not None and (not isinstance(family, list) or len(family) != n):
+        return f"'{where}task_family' is not a list of {n} family indices"
+    assignments = cell.get("assignments") or {}
+    if not isinstance(assignments, dict):
+        return f"'{where}assignments' is not an object"
+    for name, stored in assignments.items():
         try:
-            rows = decode_array(stored).shape[0]
-        except (KeyError, TypeError, ValueError) as error:
+            shape = decode_array(stored).shape
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
             return f"'{where}assignments[{name}]' is not a stored array ({error})"
-        if rows != n:
-            return f"'{where}assignments[{name}]' has {rows} tasks, per_task {n}"
+        if len(shape) != 2 or shape[0] != n:
+            return f"'{where}assignments[{name}]' has shape {list(shape)}, not [{n}, clusters]"
     if "n_tasks" in cell and cell["n_tasks"] != n:  # a version-1 file's own count
         return f"has {n} per-task errors for n_tasks {cell['n_tasks']}"
     return None
+
+
+# A version-2 record of a finished job holds these besides its identity and measurements.
+DONE_FIELDS = {"code_version": str, "provenance": dict, "config": dict, "meta_step": str}
 
 
 def record_problem(raw, path: Path | None = None) -> str | None:
@@ -99,20 +112,28 @@ def record_problem(raw, path: Path | None = None) -> str | None:
         value = raw.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
             return f"no valid '{key}' field"
-    status = raw.get("status", DONE)
+    if version == SCHEMA_VERSION and "status" not in raw:
+        return "no 'status' field"
+    status = raw.get("status", DONE)  # version 1 wrote none for a finished job
     if status not in STATUSES:
         return f"has an unknown status {status!r}"
     if path is not None and Path(path).name != f"{raw['job']}-{raw['budget']}.json":
         return f"holds job {raw['job']} at budget {raw['budget']}: a copy, not its file"
     if status != DONE:
         return None
-    if "per_dataset" in raw:
-        cells = raw["per_dataset"]
+    if version == SCHEMA_VERSION:
+        for key, kind in DONE_FIELDS.items():
+            if not isinstance(raw.get(key), kind):
+                return f"no valid '{key}' field"
+    config = raw.get("config")
+    per_dataset = isinstance(config, dict) and "datasets" in config  # an image job
+    if per_dataset:
+        cells = raw.get("per_dataset")
         if not isinstance(cells, dict) or not cells:
             return "'per_dataset' is not a non-empty object"
         for name, cell in cells.items():
-            if not isinstance(cell, dict):
-                return f"'per_dataset[{name}]' is not an object"
+            if not isinstance(cell, dict) or not isinstance(cell.get("label"), str):
+                return f"'per_dataset[{name}]' is not an object with a 'label'"
             problem = _per_task_problem(cell, f"per_dataset[{name}].")
             if problem:
                 return problem

@@ -1,5 +1,5 @@
-"""Reading raw files: the one validating reader, used by the grid, ``verify``, tables,
-figures and findings alike, and the one place that knows where a table's raw files live."""
+"""Reading raw files: the one validating reader, used by the grid (reuse), table assembly,
+figures and the tests alike, and the finding of a table's raw files."""
 
 from __future__ import annotations
 
