@@ -185,6 +185,22 @@ def _parser() -> argparse.ArgumentParser:
         help="markdown (FILE.md, default) or latex (FILE.tex: booktabs tables for a paper)",
     )
 
+    gc = sub.add_parser(
+        "gpu-check",
+        help="on a CUDA machine: versions, kernels, image steps, kill-and-resume, profile "
+        "(at most 8 minutes; exit 6 without CUDA)",
+    )
+    gc.add_argument("--out", type=Path, default=Path("gpu-check"), help="default: gpu-check/")
+    gc.add_argument(
+        "--steps",
+        nargs="+",
+        help="default: all of environment, kernels, image-step, train-resume, profile",
+    )
+    gc.add_argument("--image-size", type=int, default=84, help="default 84 (the protocol's)")
+    gc.add_argument(
+        "--allow-cpu", action="store_true", help="run the steps on a CPU (tests this command)"
+    )
+
     add_data_commands(sub)  # data prepare | data check (T3, T4)
     return parser
 
@@ -310,11 +326,11 @@ def _plan(jobs: list, out: Path, args) -> dict:
     machine from a measured meta-iteration) and returns the jobs skipped for being projected
     past ``--max-cell-minutes`` on a CPU, each with the reason printed."""
     from hsmlbench.run import planning
-    from hsmlbench.run.executors import available_cores
+    from hsmlbench.run.grid import local_workers
 
     if not jobs:
         return {}
-    workers = args.jobs or (1 if args.executor == "ray" else available_cores())
+    workers = 1 if args.executor == "ray" and not args.jobs else local_workers(jobs, args.jobs)
     plan = planning.plan_suite(
         jobs,
         out,
@@ -395,6 +411,7 @@ def _train(args) -> int:
         )
     _check_data(config, args)
     _check_writable(args.run_dir, "--run-dir")
+    _tag_run_dir(args, config)
     result = train(
         config,
         args.seed,
@@ -408,6 +425,34 @@ def _train(args) -> int:
         f"{result.wall_time_s:.0f} s; checkpoint {checkpoint}"
     )
     return 0
+
+
+def _job_version(args, config) -> str:
+    """The code version a job of this cell records now (plug-in source included)."""
+    from hsmlbench.domains import domain_for
+    from hsmlbench.run.jobs import Job
+    from hsmlbench.run.versioning import code_version, job_code_version
+
+    job = Job(config.table, args.method, config.setting, args.seed, config.budget.name)
+    return job_code_version(job, code_version(domain_for(config.table).name))
+
+
+def _tag_run_dir(args, config) -> None:
+    """``train`` tags its run folder with the code that trains it, as the grid does, so that
+    ``evaluate`` can say which code the checkpoint comes from; resuming under other code is
+    refused (the numbers would come from two codes)."""
+    from hsmlbench.atomic import write_text
+    from hsmlbench.run.versioning import CODE_VERSION_FILE
+
+    tag, version = args.run_dir / CODE_VERSION_FILE, _job_version(args, config)
+    started_by = tag.read_text().strip() if tag.exists() else None
+    if args.resume and started_by not in (None, version):
+        raise UsageError(
+            f"{args.run_dir} was started by code {started_by}, this is {version}: resume it "
+            "with that code, or train into a new --run-dir"
+        )
+    args.run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(tag, version + "\n")
 
 
 def _check_finished(checkpoint: Path, config, args) -> None:
@@ -458,7 +503,7 @@ def _evaluate(args) -> int:
     from hsmlbench.run.jobs import Job
     from hsmlbench.run.single_job import finished_record
     from hsmlbench.run.training import train
-    from hsmlbench.run.versioning import code_version, job_code_version, job_sources
+    from hsmlbench.run.versioning import job_sources
 
     config = _config(args)
     if args.out.is_dir():
@@ -469,6 +514,7 @@ def _evaluate(args) -> int:
     if not checkpoint.exists():
         raise UsageError(f"no checkpoint in {args.run_dir}; run `hsmlbench train` first")
     _check_finished(checkpoint, config, args)
+    version = _evaluated_version(args, config)
     _check_data(config, args)
     _check_writable(args.out.parent, f"--out {args.out}: the folder")
     domain = domain_for(config.table)
@@ -484,15 +530,44 @@ def _evaluate(args) -> int:
         mean, ci = mean_ci95(result.headline)
         label = f" {result_label(config, name)}" if name else ""
         print(f"{config.job_name} seed {args.seed}{label}: {mean:.4f} ± {ci:.4f}")
-    version = job_code_version(job, code_version(domain.name))
     record = finished_record(job, trained, results, version, provenance)
     write_json(args.out, record)
     print(f"wrote {args.out}")
     return 0
 
 
+def _evaluated_version(args, config) -> str:
+    """The code version an evaluation records: this code's, which must be the code that
+    trained the checkpoint (its run folder's tag). An untagged checkpoint (trained before
+    tags existed) is recorded as such, so that no grid ever reuses its record."""
+    from hsmlbench.run.versioning import CODE_VERSION_FILE
+
+    tag, version = args.run_dir / CODE_VERSION_FILE, _job_version(args, config)
+    trained_by = tag.read_text().strip() if tag.exists() else None
+    if trained_by is None:
+        return f"{version} (checkpoint of unrecorded code)"
+    if trained_by != version:
+        raise UsageError(
+            f"{args.run_dir} was trained by code {trained_by}, this is {version}: evaluate it "
+            "with that code, or retrain with this one"
+        )
+    return version
+
+
 def result_label(config, name: str) -> str:
     return config.dataset_label(name) if hasattr(config, "dataset_label") else name
+
+
+def _gpu_check(args) -> int:
+    from hsmlbench.run.gpu_check import STEPS, run_check
+
+    names = [s.name for s in STEPS]
+    unknown = sorted(set(args.steps or []) - set(names))
+    if unknown:
+        raise UsageError(f"--steps {' '.join(unknown)}: unknown; known: {', '.join(names)}")
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file; give a folder")
+    return run_check(args.out, args.steps or names, args.image_size, args.allow_cpu)
 
 
 def _report_folder(folder: Path, format: str) -> int:
@@ -503,15 +578,20 @@ def _report_folder(folder: Path, format: str) -> int:
 
     if format != "markdown":
         raise UsageError("--format latex takes a table's JSON file, e.g. results/T1.json")
-    tables = sorted(
-        {
-            (path.parent.name, path.stem.rsplit("-", 1)[1])
-            for path in (folder / "runs").glob("*/*.json")
-        }
-    )
+    from hsmlbench.domains import domain_for
+
+    tables = set()
+    for path in (folder / "runs").glob("*/*.json"):
+        table, _, budget = path.stem.rpartition("-")
+        try:
+            domain = domain_for(path.parent.name)
+        except KeyError:
+            raise UsageError(f"{path.parent} is not a table's folder of raw records") from None
+        if budget in domain.budgets(path.parent.name) and table:
+            tables.add((path.parent.name, budget))
     if not tables:
         raise UsageError(f"{folder} holds no raw records under runs/; run `hsmlbench reproduce`")
-    for path in write_reports(tables, folder):
+    for path in write_reports(sorted(tables), folder):
         print(f"wrote {path}")
     return 0
 
@@ -583,6 +663,7 @@ def _run(args) -> int:
         "reproduce": _reproduce,
         "train": _train,
         "evaluate": _evaluate,
+        "gpu-check": _gpu_check,
         "report": _report,
         "data": run_data_command,
     }

@@ -25,6 +25,15 @@ from hsmlbench.run.single_job import run_job
 from hsmlbench.run.versioning import code_version, job_code_version
 
 
+def local_workers(jobs: list[Job], requested: int | None) -> int:
+    """How many jobs run at once on this machine: ``--jobs`` if given; else one per core, or
+    one at a time when any job computes on the GPU (one GPU here; ``--jobs N`` shares it
+    when its memory allows). The plan's projection uses the same number."""
+    if requested is not None:
+        return requested
+    return 1 if any(job.gpus for job in jobs) else executors.available_cores()
+
+
 def finished_result(job: Job, out_dir: Path, version: str | None = None) -> dict | None:
     """The job's raw record if it is finished for this config, seed and code version
     (``version``, default: ``code_version`` of its domain now).
@@ -212,8 +221,7 @@ def reproduce(
         job for job in jobs if finished_result(job, out_dir, versions[job.domain.name]) is not None
     ]
     todo = [job for job in jobs if job not in done]
-    if workers is None and any(job.gpus for job in todo):
-        workers = 1  # one GPU here: its jobs one after another
+    workers = local_workers(todo, workers)
     if executor == "ray":
         executors.import_ray()  # before any line is logged
         tracker = GridProgress(report, work_dir, log, running_word="submitted")

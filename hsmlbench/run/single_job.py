@@ -15,6 +15,7 @@ from hsmlbench.results.record import job_record
 from hsmlbench.results.schema import DIVERGED, DONE, NOT_RUN
 from hsmlbench.run.evaluation import evaluate
 from hsmlbench.run.jobs import Job, raw_path, run_dir
+from hsmlbench.run.numerics import apply_numerics_policy
 from hsmlbench.run.training import CHECKPOINT, NonFiniteLossError, previous_checkpoint, train
 from hsmlbench.run.versioning import CODE_VERSION_FILE, code_version, job_code_version, job_sources
 
@@ -56,6 +57,7 @@ def run_job(
     config, domain = job.config, job.domain
     version = job_code_version(job, version or code_version(domain.name))
     device = domain.device()
+    apply_numerics_policy()  # before the probe records the flags
     provenance = probe(str(device), job_sources(domain.name).values())
 
     def write(status: str, measurements: dict) -> dict:

@@ -9,6 +9,7 @@ history, so a resumed run ends with exactly the parameters of an uninterrupted o
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 
 from hsmlbench.atomic import save_torch, set_aside
+from hsmlbench.run.numerics import apply_numerics_policy
 from hsmlbench.run.progress import Progress
 from hsmlbench.seeding import seed_everything
 
@@ -87,7 +89,6 @@ def load_checkpoint(
     model,
     optimizer: torch.optim.Optimizer,
     optimizer_factory,
-    map_location=None,
 ) -> tuple[dict, torch.optim.Optimizer]:
     """Restores model and optimizer from ``checkpoint`` for ``--resume``; returns the raw state
     (iteration, loss history, RNG states) and the optimizer, rebuilt when the model grew.
@@ -99,9 +100,9 @@ def load_checkpoint(
         raise FileNotFoundError(
             f"--resume: no checkpoint at {checkpoint}; start the run without --resume"
         )
-    state = _read_checkpoint(checkpoint, map_location)
+    state = _read_checkpoint(checkpoint)
     if state is None and previous.exists():
-        state = _read_checkpoint(previous, map_location)
+        state = _read_checkpoint(previous)
         if state is not None:
             print(
                 f"hsmlbench: resuming from the previous checkpoint {previous} "
@@ -137,12 +138,16 @@ def previous_checkpoint(path: Path) -> Path:
     return path.with_name(path.stem + ".previous" + path.suffix)
 
 
-def _read_checkpoint(path: Path, map_location=None) -> dict | None:
-    """The checkpoint's state, or None after setting an unreadable one aside (named)."""
+def _read_checkpoint(path: Path) -> dict | None:
+    """The checkpoint's state, or None after setting an unreadable one aside (named).
+
+    Always read onto the CPU, whatever device saved it or resumes it: ``load_state_dict``
+    copies model and optimizer tensors to the devices of the live parameters, and the RNG
+    states must stay CPU byte tensors (``torch.set_rng_state`` takes nothing else)."""
     if not path.exists():
         return None
     try:
-        state = torch.load(path, weights_only=False, map_location=map_location)
+        state = torch.load(path, weights_only=False, map_location="cpu")
         missing = [k for k in CHECKPOINT_KEYS if k not in state]
         if missing:
             raise ValueError(f"missing {', '.join(missing)}")
@@ -183,6 +188,7 @@ def train(
 
     domain = domain_for(config.table)
     device = domain.device(device)
+    apply_numerics_policy()  # full float32 on a GPU unless HSMLBENCH_ALLOW_TF32=1
     seed_everything(seed)
     model = domain.build_model(config).to(device)
     if config.budget.iterations < MIN_ITERATIONS_TO_COMPILE and hasattr(model, "compile_meta_step"):
@@ -199,11 +205,13 @@ def train(
     state = None
     if resume:
         state, optimizer = load_checkpoint(
-            checkpoint, config, seed, model, optimizer, make_optimizer, map_location=device
+            checkpoint, config, seed, model, optimizer, make_optimizer
         )
     if state is not None:  # None: no readable checkpoint, trained from scratch
         stream.restore(state.get("generator"))
         torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
         start, losses = state["iteration"], state["losses"]
         query_metric = state.get("query_metric", state.get("query_losses", []))
         events, elapsed_before = state.get("events", []), state.get("wall_time_s", 0.0)
@@ -225,6 +233,7 @@ def train(
             "optimizer": optimizer.state_dict(),
             "generator": stream.state(),
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             "losses": losses,
             "query_metric": query_metric,
             "events": events,
@@ -238,7 +247,7 @@ def train(
         for iteration, batch in stream.batches(start, end):
             optimizer.zero_grad(set_to_none=True)
             loss_value, query = domain.meta_step(model, batch, config)
-            if not torch.isfinite(torch.tensor(loss_value)):
+            if not math.isfinite(loss_value):  # a float: no tensor made per step
                 where = (
                     f"the last good checkpoint is {checkpoint}"
                     if checkpoint is not None and checkpoint.exists()
