@@ -20,7 +20,7 @@ LAYERS = (
     ("hsmlbench.results",),
     ("hsmlbench.methods",),
     ("hsmlbench.domains",),
-    ("hsmlbench.run",),
+    ("hsmlbench.run", "hsmlbench.testing"),
     ("hsmlbench.report",),
     ("hsmlbench.cli",),
 )

@@ -128,6 +128,115 @@ def test_fast_path_honours_gradient_clamp_and_first_order():
                 torch.testing.assert_close(grads_f[name], reference, rtol=1e-10, atol=1e-13)
 
 
+ADAPTED_FLAGS = [
+    (False, False, False, False, True, True),  # the head only (ANIL)
+    (False, False, True, False, False, True),  # a hidden weight and the output bias
+    (True, False, False, False, False, False),  # the first weight: a full backward
+    (False,) * 6,  # nothing: the inner loop is the identity
+]
+
+
+@pytest.mark.parametrize("with_film", [False, True])
+@pytest.mark.parametrize("adapted", ADAPTED_FLAGS)
+def test_explicit_mlp_gradients_of_adapted_parameters_only(adapted, with_film):
+    """With ``adapted`` flags, the wanted gradients equal autograd's (and so do their own
+    derivatives); the others are None, never computed."""
+    g = torch.Generator().manual_seed(7)
+    sizes, n_tasks = (1, 40, 40, 1), 3
+    params = _random_params(sizes, n_tasks, g)
+    x = torch.randn(n_tasks, 5, 1, generator=g, dtype=torch.float64)
+    y = torch.randn(n_tasks, 5, 1, generator=g, dtype=torch.float64)
+    film = None
+    if with_film:
+        film = tuple(
+            (
+                torch.randn(n_tasks, 40, generator=g, dtype=torch.float64),
+                torch.randn(n_tasks, 40, generator=g, dtype=torch.float64),
+            )
+            for _ in range(2)
+        )
+    explicit = mlp_mse_grads(params, x, y, film, adapted)
+    assert [e is None for e in explicit] == [not flag for flag in adapted]
+    if not any(adapted):
+        return
+    reference = torch.autograd.grad(
+        mse_per_task(mlp_forward(params, x, film), y).sum(), params, create_graph=True
+    )
+    wanted = [i for i, flag in enumerate(adapted) if flag]
+    for i in wanted:
+        torch.testing.assert_close(explicit[i], reference[i], rtol=1e-12, atol=1e-12)
+    probe = {i: torch.randn(reference[i].shape, generator=g, dtype=torch.float64) for i in wanted}
+    second_ref = torch.autograd.grad(sum((reference[i] * probe[i]).sum() for i in wanted), params)
+    second = torch.autograd.grad(
+        sum((explicit[i] * probe[i]).sum() for i in wanted), params, allow_unused=True
+    )
+    for e, r in zip(second, second_ref):
+        e = torch.zeros_like(r) if e is None else e
+        torch.testing.assert_close(e, r, rtol=1e-10, atol=1e-12)
+
+
+def _with_adapted(model, adapted):
+    """``model`` whose task_context flags ``adapted`` (what a method like ANIL returns)."""
+    task_context = model.task_context
+    model.task_context = lambda batch: dataclasses.replace(task_context(batch), adapted=adapted)
+    return model
+
+
+@pytest.mark.parametrize("adapted", ADAPTED_FLAGS)
+def test_adapted_flags_give_one_meta_gradient_on_both_paths_and_the_reference(adapted):
+    """MAML adapting only the flagged parameters: fast = autograd = the per-task loop
+    (float64); the unflagged parameters leave the inner loop as they entered it."""
+    from hsmlbench.testing import per_task_meta_loss
+
+    model, _ = _model("maml", "5-shot", seed=2)
+    model.inner_lr = 0.05  # steps large enough for the second-order terms to matter
+    _with_adapted(model, adapted)
+    batch = sample_tasks(5, 5, 10, task_generator(8), dtype=torch.float64)
+    loss_a, query_a, grads_a = _meta_gradients(model, batch, 3, "autograd")
+    loss_f, query_f, grads_f = _meta_gradients(model, batch, 3, "fast")
+    theta0 = list(model.theta0)
+    reference = per_task_meta_loss(theta0, batch, model.inner_lr, 3, adapted=adapted)
+    expected = torch.autograd.grad(reference, theta0)
+    torch.testing.assert_close(loss_f, loss_a, rtol=1e-12, atol=0)
+    torch.testing.assert_close(query_f, query_a, rtol=1e-12, atol=0)
+    torch.testing.assert_close(loss_a, reference, rtol=1e-12, atol=0)
+    for name, r in zip(grads_a, expected):
+        torch.testing.assert_close(grads_a[name], r, rtol=1e-10, atol=1e-13, msg=name)
+        torch.testing.assert_close(grads_f[name], r, rtol=1e-10, atol=1e-13, msg=name)
+    *_, (params, ctx) = model.evaluation_steps(batch, 3)
+    for flag, before, after in zip(adapted, ctx.init_params, params):
+        assert torch.equal(before, after) != flag
+
+
+def test_adapted_flags_with_film_clamp_and_first_order():
+    """MUMOMAML (FiLM, ±10 inner clamp) adapting the head only: both paths agree, second and
+    first order."""
+    model, _ = _model("mumomaml", "5-shot", seed=3)
+    _with_adapted(model, ADAPTED_FLAGS[0])
+    batch = sample_tasks(5, 5, 10, task_generator(9), dtype=torch.float64)
+    with torch.no_grad():  # big support targets: the ±10 clamp is active
+        batch.y_support.mul_(50.0)
+    for second_order in (True, False):
+        model.second_order = second_order
+        _, _, grads_a = _meta_gradients(model, batch, 3, "autograd")
+        _, _, grads_f = _meta_gradients(model, batch, 3, "fast")
+        for name, reference in grads_a.items():
+            if reference is None:
+                assert grads_f[name] is None, name
+                continue
+            torch.testing.assert_close(grads_f[name], reference, rtol=1e-10, atol=1e-13)
+
+
+def test_adapted_flags_must_name_every_parameter():
+    model, _ = _model("maml", "5-shot")
+    _with_adapted(model, (True, True))
+    batch = sample_tasks(2, 5, 10, task_generator(10), dtype=torch.float64)
+    for path in ("autograd", "fast"):
+        model.meta_step = path
+        with pytest.raises(ValueError, match="2 flags for 6 base-learner parameters"):
+            model.meta_loss(batch, 1)
+
+
 @pytest.mark.parametrize("kind, layers, bidirectional", [("gru", 1, False), ("lstm", 2, True)])
 def test_recurrent_equals_torch_module_eager_and_unrolled(kind, layers, bidirectional):
     torch.manual_seed(0)

@@ -46,19 +46,27 @@ def _linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _linear_backward(
-    h: torch.Tensor, w: torch.Tensor, delta: torch.Tensor, need_input_grad: bool
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Gradients of ``_linear`` given d(loss)/d(output) ``delta`` [T, N, out]: (dw, db, dh)."""
-    if w.shape[1] == 1:
-        dw = (h * delta).sum(1, keepdim=True)
-    elif w.shape[2] == 1:
-        dw = (h * delta).sum(1).unsqueeze(-1)
-    else:
-        dw = torch.bmm(h.transpose(1, 2), delta)
+    h: torch.Tensor,
+    w: torch.Tensor,
+    delta: torch.Tensor,
+    need_input_grad: bool,
+    need_weight_grad: bool = True,
+    need_bias_grad: bool = True,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """Gradients of ``_linear`` given d(loss)/d(output) ``delta`` [T, N, out]: (dw, db, dh),
+    each None where not needed (not computed)."""
+    dw = None
+    if need_weight_grad:
+        if w.shape[1] == 1:
+            dw = (h * delta).sum(1, keepdim=True)
+        elif w.shape[2] == 1:
+            dw = (h * delta).sum(1).unsqueeze(-1)
+        else:
+            dw = torch.bmm(h.transpose(1, 2), delta)
     dh = None
     if need_input_grad:
         dh = delta * w.transpose(1, 2) if w.shape[2] == 1 else torch.bmm(delta, w.transpose(1, 2))
-    return dw, delta.sum(1), dh
+    return dw, delta.sum(1) if need_bias_grad else None, dh
 
 
 def _mlp_layers(
@@ -99,7 +107,8 @@ def mlp_mse_grads(
     x: torch.Tensor,
     y: torch.Tensor,
     film: tuple[tuple[torch.Tensor, torch.Tensor], ...] | None = None,
-) -> Params:
+    adapted: tuple[bool, ...] | None = None,
+) -> tuple[torch.Tensor | None, ...]:
     """Each task's gradient of its support MSE, ∇θ mse_per_task(mlp_forward(θ, x, film), y),
     written as explicit tensor ops (the MLP's backward by hand).
 
@@ -107,19 +116,34 @@ def mlp_mse_grads(
     MAML meta-gradient: ReLU's mask has zero derivative almost everywhere, exactly as in
     autograd's double backward, so the meta-step is a first-order graph that
     ``torch.compile`` can compile. Tested against ``torch.autograd.grad(create_graph=True)``.
+
+    ``adapted`` (one flag per parameter, None: all) names the gradients wanted; the others are
+    None and never computed, and the backward stops at the lowest layer with a wanted one
+    (head-only adaptation differentiates the last layer only).
     """
     n_layers = len(params) // 2
     out, layer_inputs, pre_activations = _mlp_layers(params, x, film)
     # d(mean over the N·out outputs of (out − y)²)/d(out)
     delta = (out - y) * (2.0 / (out.shape[1] * out.shape[2]))
-    grads: list[torch.Tensor] = [delta] * len(params)
-    for layer in reversed(range(n_layers)):
+    grads: list[torch.Tensor | None] = [None] * len(params)
+    wanted = adapted if adapted is not None else (True,) * len(params)
+    lowest = n_layers  # the lowest layer with a wanted gradient (a loop: torch.compile-able)
+    for i, flag in enumerate(wanted):
+        if flag:
+            lowest = i // 2
+            break
+    for layer in reversed(range(lowest, n_layers)):
         if layer < n_layers - 1:
             delta = delta * (pre_activations[layer] > 0).to(delta.dtype)
             if film is not None:
                 delta = delta * (1.0 + film[layer][0].unsqueeze(1))
         dw, db, delta = _linear_backward(
-            layer_inputs[layer], params[2 * layer], delta, need_input_grad=layer > 0
+            layer_inputs[layer],
+            params[2 * layer],
+            delta,
+            need_input_grad=layer > lowest,
+            need_weight_grad=wanted[2 * layer],
+            need_bias_grad=wanted[2 * layer + 1],
         )
         grads[2 * layer], grads[2 * layer + 1] = dw, db
     return tuple(grads)

@@ -2,8 +2,8 @@
 (docs/PROTOCOL.md §3 "Meta-training", "Evaluation").
 
 A method only says how it turns a task's support set into a starting point (``task_context``:
-MAML expands one θ0, HSML gates it per task, MUMOMAML adds FiLM modulation). Adaptation,
-the meta-loss and evaluation are the same code for all of them.
+MAML expands one θ0, HSML gates it per task, MUMOMAML adds FiLM modulation; ANIL adapts only
+the head). Adaptation, the meta-loss and evaluation are the same code for all of them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from torch import nn
 
 from hsmlbench.methods.base_learners import Params, mlp_forward, mlp_mse_grads, mse_per_task
 from hsmlbench.methods.batch import TaskBatch
-from hsmlbench.methods.inner_loop import adapt, inner_step
+from hsmlbench.methods.inner_loop import adapt, check_adapted, inner_step
 from hsmlbench.methods.meta_step import CompiledWithFallback, check_meta_step
 
 Film = tuple[tuple[torch.Tensor, torch.Tensor], ...]
@@ -23,7 +23,10 @@ Film = tuple[tuple[torch.Tensor, torch.Tensor], ...]
 
 @dataclass
 class TaskContext:
-    """Everything a method computes from a task's support set before the inner loop."""
+    """Everything a method computes from a task's support set before the inner loop.
+
+    docs/ADDING_A_METHOD.md §2 "The contract" gives every field's shape and meaning.
+    """
 
     init_params: Params  # per-task initialization, [T, *shape] each
     film: Film | None = None  # per-task modulation, not adapted by the inner loop
@@ -31,6 +34,9 @@ class TaskContext:
     assignments: dict[str, torch.Tensor] = field(default_factory=dict)  # for analysis
     # per-parameter inner learning rates, one tensor per parameter (Meta-SGD); None: inner_lr
     inner_lrs: Params | None = None
+    # which parameters the inner loop adapts, one flag per parameter of init_params (ANIL: the
+    # head's two); None: all. The others keep their initialization and get no inner gradient.
+    adapted: tuple[bool, ...] | None = None
 
 
 class MetaLearner(nn.Module):
@@ -109,9 +115,10 @@ class MetaLearner(nn.Module):
 
     def explicit_support_grads(
         self, params: Params, batch: TaskBatch, ctx: TaskContext
-    ) -> tuple[torch.Tensor, ...]:
-        """Each task's support-loss gradient as explicit tensor ops (the fast path's inner loop)."""
-        return mlp_mse_grads(params, batch.x_support, batch.y_support, ctx.film)
+    ) -> tuple[torch.Tensor | None, ...]:
+        """Each task's support-loss gradient as explicit tensor ops (the fast path's inner loop);
+        None (not computed) for the parameters ``ctx.adapted`` leaves unadapted."""
+        return mlp_mse_grads(params, batch.x_support, batch.y_support, ctx.film, ctx.adapted)
 
     def explicit_meta_loss(self, batch: TaskBatch, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``meta_loss`` with explicit inner-loop gradients: the same value and, differentiated
@@ -119,14 +126,18 @@ class MetaLearner(nn.Module):
         first-order graph that ``torch.compile`` can compile."""
         ctx = self.task_context(batch)
         params = ctx.init_params
+        flags = check_adapted(ctx.adapted, len(params))
         lrs = ctx.inner_lrs or (self.inner_lr,) * len(params)
-        for _ in range(steps):
+        clamp = self.inner_grad_clamp
+        for _ in range(steps if any(flags) else 0):
             grads = self.explicit_support_grads(params, batch, ctx)
+            # a parameter not adapted keeps its value (its gradient, if any, is ignored)
+            grads = tuple(g if flag else None for g, flag in zip(grads, flags))
             if not self.second_order:
-                grads = tuple(g.detach() for g in grads)
-            if self.inner_grad_clamp is not None:
-                grads = tuple(g.clamp(-self.inner_grad_clamp, self.inner_grad_clamp) for g in grads)
-            params = tuple(p - a * g for p, a, g in zip(params, lrs, grads))
+                grads = tuple(None if g is None else g.detach() for g in grads)
+            if clamp is not None:
+                grads = tuple(None if g is None else g.clamp(-clamp, clamp) for g in grads)
+            params = tuple(p if g is None else p - a * g for p, a, g in zip(params, lrs, grads))
         query = self.task_loss(self.predict(params, batch.x_query, ctx), batch.y_query)
         loss = query.mean()
         if ctx.aux_loss is not None:
@@ -143,6 +154,7 @@ class MetaLearner(nn.Module):
             steps,
             second_order=self.second_order,
             grad_clamp=self.inner_grad_clamp,
+            adapted=ctx.adapted,
         )
         query = self.task_loss(self.predict(adapted, batch.x_query, ctx), batch.y_query)
         loss = query.mean()
@@ -168,6 +180,7 @@ class MetaLearner(nn.Module):
                     ctx.inner_lrs or self.inner_lr,
                     second_order=False,
                     grad_clamp=self.inner_grad_clamp,
+                    adapted=ctx.adapted,
                 )
             params = tuple(p.detach().requires_grad_(True) for p in params)
             yield params, ctx

@@ -3,11 +3,7 @@
 import pytest
 import torch
 
-from hsmlbench.domains.regression.configs import run_config
-from hsmlbench.domains.regression.per_task_reference import per_task_maml_meta_loss
-from hsmlbench.domains.regression.tasks import sample_tasks
-from hsmlbench.methods.builtin import build_model
-from hsmlbench.seeding import task_generator
+from hsmlbench.testing import cell_model, per_task_meta_loss, regression_batch
 
 pytest.importorskip("hsmlbench_metasgd")
 
@@ -19,20 +15,18 @@ def _eager(monkeypatch):
 
 @pytest.mark.parametrize("path", ["autograd", "fast"])
 def test_meta_gradient_equals_per_task_loop(path):
-    config = run_config("T1", "metasgd", "5-shot", "smoke", meta_step=path)
-    torch.manual_seed(0)
-    model = build_model(config).double()
+    model, _ = cell_model("metasgd", meta_step=path, seed=0, dtype=torch.float64)
     with torch.no_grad():  # away from the init, where α is uniform
         for p in model.theta0:
             p.normal_(0, 0.5)
         for a in model.alpha:
             a.uniform_(0.001, 0.009)  # inside the bound: the reference uses α as is
-    batch = sample_tasks(5, 5, 10, task_generator(1), dtype=torch.float64)
+    batch = regression_batch(5, 5, 10, seed=1, dtype=torch.float64)
     loss, _ = model.meta_loss(batch, 3)
     params = [*model.theta0, *model.alpha]
     grads = torch.autograd.grad(loss, params)
     # the independent reference: one task at a time, θ ← θ − α ∘ ∇L, second order
-    reference = per_task_maml_meta_loss(list(model.theta0), batch, list(model.alpha), 3)
+    reference = per_task_meta_loss(list(model.theta0), batch, list(model.alpha), 3)
     expected = torch.autograd.grad(reference, params)
     torch.testing.assert_close(loss, reference, rtol=1e-12, atol=1e-12)
     for g, r in zip(grads, expected):
@@ -40,10 +34,9 @@ def test_meta_gradient_equals_per_task_loop(path):
 
 
 def test_alphas_are_learned_and_part_of_the_config():
-    config = run_config("T1", "metasgd", "5-shot", "smoke")
+    model, config = cell_model("metasgd")
     assert config.plugin_settings == {"alpha_init": 0.001, "alpha_max": 0.01}
-    model = build_model(config)
-    batch = sample_tasks(4, 5, 10, task_generator(2))
+    batch = regression_batch(4, 5, 10, seed=2)
     loss, _ = model.meta_loss(batch, 2)
     loss.backward()
     assert all(a.grad is not None and a.grad.abs().sum() > 0 for a in model.alpha)
@@ -71,11 +64,10 @@ def test_metasgd_joins_t1_at_the_smoke_budget(tmp_path, capsys):
 def test_inner_steps_use_alpha_within_its_bound():
     """α past either end of [0, alpha_max] steps as the bound: never an ascent, never a step
     that the unbounded runs diverged with; within it, α is used as learned."""
-    config = run_config("T1", "metasgd", "5-shot", "smoke")
-    model = build_model(config)
+    model, _ = cell_model("metasgd")
     with torch.no_grad():
         model.alpha[2].fill_(0.003)
         model.alpha[2][0, 0], model.alpha[2][0, 1] = 6.9, -0.47
-    used = model.task_context(sample_tasks(2, 5, 10, task_generator(3))).inner_lrs[2].detach()
+    used = model.task_context(regression_batch(2, 5, 10, seed=3)).inner_lrs[2].detach()
     assert used[0, 0] == pytest.approx(0.01) and used[0, 1] == 0.0
     assert used[1:].eq(torch.tensor(0.003)).all()

@@ -65,6 +65,7 @@ class ImageMetaLearner(MetaLearner):
             steps,
             second_order=self.second_order,
             grad_clamp=self.inner_grad_clamp,
+            adapted=ctx.adapted,
         )
         logits = self.predict(adapted, batch.x_query, ctx)
         query = self.task_loss(logits, batch.y_query)
@@ -216,4 +217,4 @@ def build_image_model(config) -> ImageMetaLearner:
     """A freshly initialized model for ``config`` (seed torch first for a reproducible init):
     the images factory of the registered method ``config.method`` (the paper's are in
     ``hsmlbench.domains.images.methods``; a plug-in registers its own for ``"images"``)."""
-    return get_method(config.method, "images").factory_for("images")(config)
+    return get_method(config.method, "images").build("images", config)
