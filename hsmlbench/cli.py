@@ -115,10 +115,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per cell")
     rep.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="METHOD.FIELD=VALUE",
+        help="change a plug-in method's setting (e.g. metasgd.alpha_max=0.1; VALUE read as "
+        "JSON, else text); its rows are named with it and never share a raw file with the "
+        "defaults' (repeatable)",
+    )
+    rep.add_argument(
         "--out", type=Path, help="default: results/ for --budget paper, else results/<budget>/"
     )
     rep.add_argument(
-        "--work-dir", type=Path, default=Path("runs"), help="checkpoints (resumed on re-run)"
+        "--work-dir",
+        type=Path,
+        help="checkpoints (resumed on re-run); default: runs/ here, or OUT/checkpoints/ when "
+        "--out is given",
     )
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
     _plugin_argument(rep)
@@ -135,10 +147,11 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "--max-cell-minutes",
         type=float,
-        default=DEFAULT_MAX_CELL_MINUTES,
-        help="on a CPU, skip a cell whose projected time (from a measured meta-iteration) is "
-        "over this, saying how to run it (default 30; 0: no bound; --budget paper is never "
-        "skipped)",
+        default=None,
+        help="on a CPU, skip any cell whose projected time (from a measured meta-iteration) is "
+        "over this, saying how to run it (0: no bound; --budget paper is never skipped). "
+        "Not given: regression cells always run (a long projection is only a warning) and "
+        f"image cells projected over {DEFAULT_MAX_CELL_MINUTES:g} minutes on a CPU are skipped",
     )
     rep.add_argument(
         "--executor",
@@ -277,16 +290,21 @@ def _reproduce(args) -> int:
         raise UsageError("--address needs --executor ray")
     tables = _tables(args)
     try:
-        jobs = plan(tables, args.methods, args.seeds, args.budget, args.settings)
+        jobs = plan(
+            tables, args.methods, args.seeds, args.budget, args.settings, _overrides(args.set)
+        )
         if args.executor == "ray" and jobs:
             import_ray()
     except KeyError as error:
         raise UsageError(error.args[0]) from None
     except ExecutorUnavailable as error:
         raise UsageError(str(error)) from None
-    if args.max_cell_minutes < 0:
+    if args.max_cell_minutes is not None and args.max_cell_minutes < 0:
         raise UsageError(f"--max-cell-minutes {args.max_cell_minutes:g}: need 0 (no bound) or more")
     out = args.out or default_out_dir(args.budget)
+    _check_folder(out, "--out" if args.out else "output folder")
+    if args.work_dir is None:  # a run into another folder keeps its checkpoints beside it
+        args.work_dir = args.out / "checkpoints" if args.out else Path("runs")
     _check_folder(args.work_dir, "--work-dir")  # created by the first job that trains
     _check_writable(out, "--out" if args.out else "output folder")
     skipped = _plan(jobs, out, args)
@@ -306,19 +324,39 @@ def _reproduce(args) -> int:
     )
     from hsmlbench.report.assemble import write_reports
 
-    tables_run = [(job.table, job.budget) for job in jobs]
-    report.written += write_reports(tables_run, out, log=partial(print, flush=True))
+    tables_run = [(job.table, job.budget) for job in [*jobs, *skipped]]
+    report.written += write_reports(
+        tables_run, out, log=partial(print, flush=True), skipped=skipped
+    )
     for path in report.written:
         print(f"wrote {path}")
     code = _grid_exit_code(report, args.data_root)
     if code == 0 and skipped:
         print(
-            f"hsmlbench: {len(skipped)} cells were skipped (projected over "
-            f"--max-cell-minutes {args.max_cell_minutes:g}); the plan above says how to run each",
+            f"hsmlbench: {len(skipped)} cells were skipped (projected over the bound for one "
+            "cell); the plan above and their tables' notes say how to run each",
             file=sys.stderr,
         )
         return EXIT_SKIPPED
     return code
+
+
+def _overrides(assignments: list[str]) -> dict[str, dict]:
+    """``--set METHOD.FIELD=VALUE`` options → {method: {field: value}}."""
+    import json
+
+    overrides: dict[str, dict] = {}
+    for text in assignments:
+        target, equals, value = text.partition("=")
+        method, dot, field = target.rpartition(".")
+        if not (equals and dot and method and field):
+            raise UsageError(f"--set {text}: write METHOD.FIELD=VALUE, e.g. metasgd.alpha_max=0.1")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        overrides.setdefault(method, {})[field] = parsed
+    return overrides
 
 
 def _plan(jobs: list, out: Path, args) -> dict:
@@ -331,18 +369,45 @@ def _plan(jobs: list, out: Path, args) -> dict:
     if not jobs:
         return {}
     workers = 1 if args.executor == "ray" and not args.jobs else local_workers(jobs, args.jobs)
+    given = args.max_cell_minutes is not None
     plan = planning.plan_suite(
         jobs,
         out,
-        max_cell_minutes=args.max_cell_minutes,
+        max_cell_minutes=args.max_cell_minutes if given else DEFAULT_MAX_CELL_MINUTES,
         explicit_paper=args.budget == "paper",
         data_root=args.data_root,
         measure=planning.measure,  # looked up now: tests replace it
         workers=min(workers, len(jobs)),
+        # the user's bound applies to every cell; the default only to image cells, whose
+        # budgets a CPU may not finish: a regression cell asked for always runs
+        bounded=lambda job: given or job.domain.name != "regression",
     )
     for line in plan.lines:
         print(f"plan: {line}", flush=True)
+    for line in _long_cell_warnings(plan, given):
+        print(f"plan: {line}", flush=True)
     return plan.skipped
+
+
+def _long_cell_warnings(plan, given: bool) -> list[str]:
+    """Regression cells projected past the default bound run anyway: say so, with the load
+    that may have slowed the measurement (a busy machine projects long)."""
+    if given:
+        return []
+    from hsmlbench.run.executors import available_cores
+    from hsmlbench.run.projection import format_duration
+
+    bound = DEFAULT_MAX_CELL_MINUTES * 60
+    long = [d for d in plan.decisions if d.to_train and d.cell.projected_s > bound]
+    if not long:
+        return []
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return [
+        f"warning: {len(long)} cells projected over {format_duration(bound)} each (the longest "
+        f"{format_duration(max(d.cell.projected_s for d in long))}); they run anyway (give "
+        f"--max-cell-minutes to skip them). Load average {load:.1f} on {available_cores()} "
+        "cores: a busy machine measures long."
+    ]
 
 
 def _grid_exit_code(report, data_root=None) -> int:

@@ -380,3 +380,37 @@ def test_reproduce_skips_a_cell_projected_past_the_bound_and_exits_4(
         assert "1 cells were skipped" in out.err
     else:
         assert code == 0 and [job.name for job in ran] == ["T3-synthetic-maml-1-shot-seed0"]
+
+
+def test_a_slow_projection_never_skips_a_regression_cell_unless_a_bound_is_given(
+    tmp_path, capsys, monkeypatch
+):
+    """A meta-iteration measured 60 s long (a machine under load, or a fake clock) projects
+    each T1 smoke cell past the default bound: without --max-cell-minutes every requested cell
+    still runs (a warning names the load); with the bound given, the cells are skipped and
+    the written table names each with its reason and the command that runs it."""
+    from hsmlbench import cli
+    from hsmlbench.run import grid, planning
+
+    monkeypatch.setattr(planning, "measure", _fake_measure(60.0))
+    ran = []
+
+    def fake_reproduce(jobs, *args, **kwargs):
+        ran.extend(jobs)
+        return grid.GridReport(total=len(jobs), finished=len(jobs))
+
+    monkeypatch.setattr(grid, "reproduce", fake_reproduce)
+    argv = ["reproduce", "--tables", "T1", "--methods", "maml", "--budget", "smoke", "--quiet"]
+    argv += ["--out", str(tmp_path / "out"), "--work-dir", str(tmp_path / "w"), "--jobs", "1"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert [job.name for job in ran] == ["T1-maml-5-shot-seed0", "T1-maml-10-shot-seed0"]
+    assert "warning: 2 cells projected over 30m each" in out and "they run anyway" in out
+
+    ran.clear()
+    assert cli.main([*argv, "--max-cell-minutes", "30"]) == 4
+    assert ran == []
+    table = (tmp_path / "out" / "T1.md").read_text()
+    assert "Cells skipped in this run (not trained):" in table
+    assert "- T1-maml-5-shot-seed0: projected 1h" in table
+    assert "--budget smoke --max-cell-minutes 0" in table

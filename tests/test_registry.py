@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, distribution
 import pytest
 
 from hsmlbench.cli import main
-from hsmlbench.methods.registry import PluginError, get_method, register_method
+from hsmlbench.methods.registry import get_method, register_method
 
 TOY = """
 from hsmlbench.methods.maml import MAML
@@ -75,7 +75,7 @@ def test_plugin_method_joins_t1_in_an_extended_table_with_its_own_holm_family(
         (
             "from hsmlbench.methods.registry import register_method\n"
             "register_method('maml')(lambda config: None)\n",
-            "method 'maml' is registered twice",
+            "registers 'maml', the name of one of the paper's methods: refused (the built-in stays)",
         ),
         ("raise RuntimeError('broken at import')\n", "RuntimeError: broken at import"),
     ],
@@ -98,10 +98,16 @@ def test_unknown_method_lists_what_is_registered_and_how_to_add_one():
         get_method("reptile")
 
 
-def test_a_name_registered_twice_by_different_code_is_an_error():
+def test_a_name_registered_twice_by_different_code_fails_that_name_only():
+    """Two plug-ins claiming one name: neither is used, and only that name fails (one line
+    naming both packages); the other methods are untouched (tests/test_plugin_isolation.py)."""
+    from hsmlbench.methods.registry import BrokenMethodError
+
     register_method("twice-test")(lambda config: "first")
-    with pytest.raises(PluginError, match="registered twice"):
-        register_method("twice-test")(lambda config: "second")
+    register_method("twice-test")(lambda config: "second")
+    with pytest.raises(BrokenMethodError, match="'twice-test' is claimed by two plug-ins"):
+        get_method("twice-test")
+    assert get_method("maml").builtin
 
 
 def test_installed_plugin_is_found_through_its_entry_point():

@@ -31,6 +31,26 @@ def domain_for(table: str):
     raise KeyError(f"unknown table {table!r}; known: {known}")
 
 
-def run_config(table: str, method: str, setting: str, budget: str):
-    """The config of one table cell at a budget, from the table's domain."""
-    return domain_for(table).run_config(table, method, setting, budget)
+def run_config(table: str, method: str, setting: str, budget: str, overrides=None):
+    """The config of one table cell at a budget, from the table's domain. ``overrides``
+    (``--set``): field → value of a plug-in method's settings, replacing their defaults; a
+    KeyError names a field the settings do not have, or a method without plug-in settings."""
+    import dataclasses
+
+    config = domain_for(table).run_config(table, method, setting, budget)
+    if not overrides:
+        return config
+    overrides = dict(overrides)  # a dict, or a Job's (field, value) pairs
+    defaults = config.plugin_settings
+    if defaults is None:
+        raise KeyError(
+            f"--set {method}.…: {method!r} has no plug-in settings in {table} (the paper's "
+            "methods keep the protocol's settings)"
+        )
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise KeyError(
+            f"--set {method}.{unknown[0]}: {method!r} has no setting {unknown[0]!r}; its "
+            f"settings: {', '.join(defaults)}"
+        )
+    return dataclasses.replace(config, plugin_settings={**defaults, **overrides})

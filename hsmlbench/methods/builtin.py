@@ -15,7 +15,7 @@ from hsmlbench.methods.registry import get_method, register_method
 def build_model(config) -> MetaLearner:
     """A freshly initialized model for ``config`` (seed torch first for a reproducible init),
     on the config's meta-step path."""
-    model = get_method(config.method).factory(config)
+    model = get_method(config.method).build("regression", config)
     model.meta_step = config.meta_step
     if getattr(config, "inner_grad_clamp", None) is not None:  # an ablation's override
         model.inner_grad_clamp = config.inner_grad_clamp

@@ -38,6 +38,23 @@ class PluginError(Exception):
     """A plugin could not be loaded or registered something invalid (one line says why)."""
 
 
+class BrokenMethodError(KeyError):
+    """A method name that an installed plug-in claims but cannot provide (it failed to load,
+    or two plug-ins claim the name). Only that method's cells fail; the others run."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def package_of(module: str) -> str:
+    """The installed distribution that provides ``module`` (what to reinstall or uninstall)."""
+    from importlib.metadata import packages_distributions
+
+    top = module.split(".")[0]
+    found = packages_distributions().get(top)
+    return found[0] if found else top
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """One registered method: a factory (and settings) per domain it runs on."""
@@ -47,6 +64,9 @@ class MethodSpec:
     settings_by_domain: dict[str, type | None]  # domain → frozen dataclass (or None)
     label: str | None = None  # how tables name it (default: the name)
     builtin: bool = False  # one of the paper's methods (its claims and published values)
+    # A plug-in's own published values: (table, setting) → (mean, ci95, source). Shown beside
+    # its rows with the source in the table's notes; never part of the paper's claims.
+    published: dict | None = None
 
     @property
     def domains(self) -> tuple[str, ...]:
@@ -95,6 +115,21 @@ class MethodSpec:
         """The modules of all its factories (one, unless a domain's factory lives elsewhere)."""
         return tuple(dict.fromkeys(self.factories[d].__module__ for d in self.domains))
 
+    def build(self, domain: str, config):
+        """A fresh model of ``config`` from ``domain``'s factory. A plug-in's factory that
+        raises fails with one line naming its package (so only that method's cells fail)."""
+        factory = self.factory_for(domain)
+        if self.builtin:
+            return factory(config)
+        try:
+            return factory(config)
+        except Exception as error:  # noqa: BLE001 - the plug-in's failure, named in one line
+            package = package_of(factory.__module__)
+            raise PluginError(
+                f"method {self.name!r} (plug-in package {package}) failed to build its model: "
+                f"{type(error).__name__}: {error}; fix the plug-in or `pip uninstall {package}`"
+            ) from error
+
     def default_settings(self, domain: str | None = None) -> dict | None:
         """The defaults of ``domain``'s settings as a dict (None: ``default_domain``)."""
         settings = self.settings if domain is None else self.settings_for(domain)
@@ -104,6 +139,8 @@ class MethodSpec:
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
+_BROKEN: dict[str, str] = {}  # method name → why no plug-in can provide it (two claim it)
+_FAILED_PLUGINS: list[str] = []  # installed plug-ins that failed to load, one line each
 _entry_points_loaded = False
 
 
@@ -114,6 +151,7 @@ def register_method(
     settings: type | None = None,
     label: str | None = None,
     builtin: bool = False,
+    published: dict | None = None,
 ) -> Callable[[Callable], Callable]:
     """Decorator: registers ``factory(config) -> MetaLearner`` under ``name`` for ``domains``.
 
@@ -127,13 +165,41 @@ def register_method(
         )
     if settings is not None and not dataclasses.is_dataclass(settings):
         raise PluginError(f"method {name!r}: settings must be a dataclass, got {settings!r}")
+    for key, value in (published or {}).items():
+        if not (isinstance(key, tuple) and len(key) == 2 and len(value) == 3):
+            raise PluginError(
+                f"method {name!r}: published must map (table, setting) to (mean, ci95, "
+                f"source), got {key!r}: {value!r}"
+            )
 
     def decorate(factory: Callable) -> Callable:
         existing = _REGISTRY.get(name)
+        if name in _BROKEN:
+            return factory  # already claimed by two plug-ins: neither is used
+        if existing is not None and existing.builtin and not builtin:
+            raise PluginError(
+                f"{factory.__module__} registers {name!r}, the name of one of the paper's "
+                "methods: refused (the built-in stays); rename the plug-in's method"
+            )
+        if (
+            existing is not None
+            and not builtin
+            and not existing.builtin
+            and any(existing.factories.get(d) not in (None, factory) for d in domains)
+        ):
+            _BROKEN[name] = (
+                f"method {name!r} is claimed by two plug-ins ({package_of(existing.module)} "
+                f"and {package_of(factory.__module__)}): a table row must mean one method, so "
+                "neither is used; uninstall one of them"
+            )
+            del _REGISTRY[name]
+            return factory
         if existing is None:
             factories = dict.fromkeys(domains, factory)
             all_settings = dict.fromkeys(domains, settings)
-            _REGISTRY[name] = MethodSpec(name, factories, all_settings, label, builtin)
+            _REGISTRY[name] = MethodSpec(
+                name, factories, all_settings, label, builtin, dict(published or {}) or None
+            )
             return factory
         for domain in domains:
             other = existing.factories.get(domain)
@@ -158,6 +224,7 @@ def register_method(
             existing,
             factories=existing.factories | dict.fromkeys(domains, factory),
             settings_by_domain=existing.settings_by_domain | dict.fromkeys(domains, settings),
+            published={**(existing.published or {}), **(published or {})} or None,
         )
         return factory
 
@@ -223,15 +290,17 @@ def _load_entry_points() -> None:
         return
     _entry_points_loaded = True
     for point in entry_points(group=ENTRY_POINT_GROUP):
+        if point.value.startswith("hsmlbench."):
+            continue  # the built-ins: _load_builtins, where a failure is hsmlbench's own
         try:
             point.load()
-        except PluginError:
-            raise
-        except Exception as error:  # noqa: BLE001
-            raise PluginError(
-                f"installed plugin {point.name!r} ({point.value}) failed to load: "
-                f"{type(error).__name__}: {error}"
-            ) from None
+        except Exception as error:  # noqa: BLE001 - one broken plug-in breaks only itself
+            package = point.dist.name if getattr(point, "dist", None) else point.value
+            _FAILED_PLUGINS.append(
+                f"installed plug-in {point.name!r} (package {package}, {point.value}) failed "
+                f"to load: {type(error).__name__}: {error}; reinstall it or `pip uninstall "
+                f"{package}`"
+            )
 
 
 def get_method(name: str, domain: str | None = None) -> MethodSpec:
@@ -241,12 +310,22 @@ def get_method(name: str, domain: str | None = None) -> MethodSpec:
     _load_env_plugins()
     if name not in _REGISTRY or (domain is not None and domain not in _REGISTRY[name].factories):
         _load_entry_points()
+    if name in _BROKEN:
+        raise BrokenMethodError(_BROKEN[name])
     if name not in _REGISTRY:
+        if _FAILED_PLUGINS:  # the name may be one of theirs: say so, fail only its cells
+            raise BrokenMethodError(f"unknown method {name!r}; {'; '.join(_FAILED_PLUGINS)}")
         raise KeyError(
             f"unknown method {name!r}; registered: {', '.join(sorted(_REGISTRY))} "
             f"(add one with --plugin MODULE or an installed '{ENTRY_POINT_GROUP}' entry point)"
         )
     return _REGISTRY[name]
+
+
+def failed_plugins() -> list[str]:
+    """One line per installed plug-in that failed to load (after loading them)."""
+    _load_entry_points()
+    return list(_FAILED_PLUGINS)
 
 
 def registered_methods(domain: str | None = None) -> dict[str, MethodSpec]:

@@ -20,7 +20,9 @@ from hsmlbench.results.store import raw_files
 EXTENDED = "-extended"  # T1-extended: the paper's table plus registered methods' rows
 
 
-def assemble_table(table: str, budget: str, out_dir: Path) -> dict:
+def assemble_table(
+    table: str, budget: str, out_dir: Path, skipped: list[str] | None = None
+) -> dict:
     """The table's JSON from every raw result of that table and budget under ``out_dir``.
 
     ``T1`` holds the paper's methods only; ``T1-extended`` adds every other registered method
@@ -38,7 +40,7 @@ def assemble_table(table: str, budget: str, out_dir: Path) -> dict:
     raws.sort(
         key=lambda r: (order.index(r["method"]), spec.settings.index(r["setting"]), r["seed"])
     )
-    if not raws:
+    if not raws and not skipped:
         raise FileNotFoundError(f"no finished runs of {table} at budget {budget} under {out_dir}")
     done = [r for r in raws if r["status"] == DONE]
     rows = [_row(row, r) for r in done for row in domain.table_rows(r)]
@@ -52,16 +54,17 @@ def assemble_table(table: str, budget: str, out_dir: Path) -> dict:
         "title": spec.title,
         "metric": spec.metric,
         "lower_is_better": spec.lower_is_better,
-        **({"data": raws[0]["data"]} if "data" in raws[0] else {}),
+        **({"data": raws[0]["data"]} if raws and "data" in raws[0] else {}),
         "budget": {
             "name": b.name,
             "iterations": b.iterations,
             "n_test_tasks": b.n_test_tasks,
             "description": b.description,
         },
-        "environment": _environment(raws[-1]),
+        "environment": _environment(raws[-1]) if raws else {},
         "rows": rows,
         "notes": list(spec.notes)
+        + _skipped_notes(skipped)
         + _diverged_notes(raws)
         + _not_run_notes(raws, domain, budget)
         + ablation_notes,
@@ -77,13 +80,13 @@ def assemble_table(table: str, budget: str, out_dir: Path) -> dict:
     if effects:
         data["effects"] = effects
     if table != base:
-        from hsmlbench.methods.registry import get_method
-
         data["base_table"] = base
         data["extra_methods"] = {
-            m: {"label": get_method(m).label or m, "baselines": list(spec.methods)}
+            m: {"label": _label(m), "baselines": list(spec.methods)}
+            | _declared_published(m, base, spec.settings)
             for m in extra_methods
         }
+        data["notes"] += _published_notes(data["extra_methods"])
     data["notes"] += _table_notes(domain.name, done, base)
     data["summary"] = summarize(data)
     return data
@@ -177,6 +180,13 @@ def _where_diverged(raw: dict) -> str:
     )
 
 
+def _skipped_notes(skipped: list[str] | None) -> list[str]:
+    """The cells asked for but not run this time, each with why and the command that runs it."""
+    if not skipped:
+        return []
+    return ["Cells skipped in this run (not trained):\n\n" + "\n".join(f"- {s}" for s in skipped)]
+
+
 def _diverged_notes(raws: list[dict]) -> list[str]:
     """One line per diverged job: which cell and seed, and at which iteration. Its row's
     statistics use the seeds that finished, and the note says so."""
@@ -224,10 +234,15 @@ def _not_run_notes(raws: list[dict], domain, budget: str) -> list[str]:
 
 
 def write_table(
-    table: str, budget: str, out_dir: Path, summaries: dict[str, dict] | None = None
+    table: str,
+    budget: str,
+    out_dir: Path,
+    summaries: dict[str, dict] | None = None,
+    skipped: list[str] | None = None,
 ) -> tuple[Path, Path]:
-    """``<table>.json`` and ``.md``; ``summaries`` (if given) receives the table's analysis."""
-    data = assemble_table(table, budget, out_dir)
+    """``<table>.json`` and ``.md``; ``summaries`` (if given) receives the table's analysis;
+    ``skipped``: one line per cell of this table that was asked for but not run, and why."""
+    data = assemble_table(table, budget, out_dir, skipped)
     if summaries is not None:
         summaries[table] = data["summary"]
     json_path, md_path = Path(out_dir) / f"{table}.json", Path(out_dir) / f"{table}.md"
@@ -243,10 +258,13 @@ def has_extra_methods(table: str, budget: str, out_dir: Path) -> bool:
     return any(raw["method"] not in spec.methods for raw in raw_files(out_dir, table, budget))
 
 
-def write_reports(tables: list[tuple[str, str]], out_dir: Path, log=print) -> list[Path]:
+def write_reports(
+    tables: list[tuple[str, str]], out_dir: Path, log=print, skipped: dict | None = None
+) -> list[Path]:
     """After a grid: each (table, budget)'s JSON and markdown (and ``<table>-extended`` when
     other methods ran), its figures, and FINDINGS.md when T1, T2 or the ablations are among
-    them, from whatever raw records exist. Returns the files written."""
+    them, from whatever raw records exist. ``skipped``: job → why it was not run this time
+    (named in its table's notes). Returns the files written."""
     from hsmlbench.report.findings import write_findings
 
     written: list[Path] = []
@@ -256,7 +274,7 @@ def write_reports(tables: list[tuple[str, str]], out_dir: Path, log=print) -> li
         files = []
         for name in names:
             try:
-                files += write_table(name, budget, out_dir, summaries)
+                files += write_table(name, budget, out_dir, summaries, _skipped(skipped, table))
             except FileNotFoundError:  # e.g. only a plugin's runs: no paper-only table
                 continue
         if not files:
@@ -289,3 +307,58 @@ def _write_figures(table: str, budget: str, out_dir: Path) -> list[Path]:
     from hsmlbench.report.figures import write_figures
 
     return write_figures(table, budget, out_dir)
+
+
+def _skipped(skipped: dict | None, table: str) -> list[str]:
+    return [reason for job, reason in (skipped or {}).items() if job.table == table]
+
+
+def _label(method: str) -> str:
+    """How a table names an added method: its registered label, with its ``--set`` settings
+    (``Meta-SGD [alpha_max=0.1]``); its own name when its plug-in is not installed here (the
+    rows are data; they render without the plug-in's code)."""
+    from hsmlbench.methods.registry import get_method
+
+    base, bracket, changed = method.partition("[")
+    try:
+        label = get_method(base).label or base
+    except KeyError:
+        label = base
+    return f"{label} [{changed}" if bracket else label
+
+
+def _declared_published(method: str, table: str, settings) -> dict:
+    """The published values a plug-in declares for its rows (never with ``--set`` settings,
+    which are not what was published), with their source."""
+    from hsmlbench.methods.registry import get_method
+
+    if "[" in method:
+        return {}
+    try:
+        declared = get_method(method).published or {}
+    except KeyError:
+        return {}
+    found = {
+        s: {
+            "mean": declared[(table, s)][0],
+            "ci95": declared[(table, s)][1],
+            "source": declared[(table, s)][2],
+        }
+        for s in settings
+        if (table, s) in declared
+    }
+    return {"published": found} if found else {}
+
+
+def _published_notes(extra: dict) -> list[str]:
+    lines = [
+        f"- {info['label']} {setting}: {p['mean']} ± {p['ci95']}, from {p['source']}"
+        for info in extra.values()
+        for setting, p in info.get("published", {}).items()
+    ]
+    if not lines:
+        return []
+    return [
+        "Published values of added methods, as their plug-ins declare them (compared with our "
+        "rows like the paper's values; never part of the paper's claims):\n\n" + "\n".join(lines)
+    ]

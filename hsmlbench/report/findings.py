@@ -76,8 +76,12 @@ def _label(method: str) -> str:
     return METHOD_LABELS.get(method, method)
 
 
-def _interval(bounds) -> str:
-    return "—" if not bounds else f"[{bounds[0]:.3f}, {bounds[1]:.3f}]"
+def _interval(bounds, n_seeds=None) -> str:
+    """A seeds × tasks interval, "—" where a side has one seed (as the tables show it: with
+    one seed the seed-to-seed variance is unknown)."""
+    if not bounds or (n_seeds is not None and min(n_seeds) < 2):
+        return "—"
+    return f"[{bounds[0]:.3f}, {bounds[1]:.3f}]"
 
 
 def _departures(table: str, summary: dict) -> list[str]:
@@ -99,7 +103,7 @@ def _departures(table: str, summary: dict) -> list[str]:
             continue
         lines.append(
             f"- {table} claim '{claim['claim']}': difference {claim['mean_difference']:+.3f} "
-            f"(seeds × tasks {_interval(claim.get('crossed_interval'))}, P(better) "
+            f"(seeds × tasks {_interval(claim.get('crossed_interval'), claim.get('n_seeds'))}, P(better) "
             f"{claim.get('probability_of_improvement', float('nan')):.2f}): {claim['verdict']}"
         )
     return lines
@@ -145,7 +149,7 @@ def _ablation_lines(ablations: dict, summary: dict) -> list[str]:
                 f"- `{change}` against {_label(effect['reference'])}: MSE "
                 f"{effect['mean']:.3f} vs {effect['reference_mean']:.3f}, difference "
                 f"{effect['mean_difference']:+.3f} (seeds × tasks "
-                f"{_interval(effect['crossed_interval'])}, {effect['n_seeds'][0]} × "
+                f"{_interval(effect['crossed_interval'], effect['n_seeds'])}, {effect['n_seeds'][0]} × "
                 f"{effect['n_seeds'][1]} seeds; paired t p (Holm) {effect['t_p_holm']:.2g}): "
                 f"{effect['verdict']}"
                 + (f", predicted {predicted}" if predicted else "")

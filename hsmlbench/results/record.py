@@ -18,18 +18,20 @@ def job_record(
     code_version: str,
     provenance: dict,
     measurements: dict,
+    method: str | None = None,
 ) -> dict:
     """The raw record of one job: identity (from ``config`` and ``seed``), status, what was
     measured (``measurements``: per-task errors and assignments, curves, events, timings, or
     why the job did not finish), and the code and machine that measured it. Raises
-    ValueError if the result would not pass the validating reader."""
+    ValueError if the result would not pass the validating reader. ``method``: the row's
+    name when it is not the config's (a plug-in with ``--set`` settings)."""
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r}; known: {', '.join(STATUSES)}")
     record = {
         "schema_version": SCHEMA_VERSION,
         "job": job,
         "table": config.table,
-        "method": getattr(config, "variant", None) or config.method,
+        "method": method or getattr(config, "variant", None) or config.method,
         "setting": config.setting,
         "seed": seed,
         "budget": config.budget.name,

@@ -1,4 +1,5 @@
-"""The numerics policy of reproduction runs on a GPU (docs/PROTOCOL.md §6 "Numerics on a GPU").
+"""How a job computes: the numerics policy on a GPU (docs/PROTOCOL.md §6 "Numerics on a
+GPU") and the number of CPU threads of a regression job.
 
 By default a job computes in full float32: TF32 off for matrix products and for cuDNN (an
 Ampere-or-newer GPU otherwise rounds float32 inputs to 10 mantissa bits, 0.1-1% relative),
@@ -16,6 +17,26 @@ import os
 import torch
 
 ALLOW_TF32_ENV = "HSMLBENCH_ALLOW_TF32"
+THREADS_ENV = "HSMLBENCH_THREADS"
+
+
+def regression_threads() -> int:
+    """Torch threads of a regression job: 1 unless ``HSMLBENCH_THREADS`` says more. The
+    regression model is tiny (1-40-40-1): a second thread does not help, and when the cores
+    are busy (a laptop, another job) its OpenMP barriers spin and one meta-iteration slows
+    from ~2.5 ms to hundreds. One thread also keeps a job's numbers independent of the
+    machine's core count."""
+    value = os.environ.get(THREADS_ENV, "1").strip()
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{THREADS_ENV}={value!r}: a number of threads, 1 or more")
+    return int(value)
+
+
+def set_job_threads(domain: str) -> None:
+    """A regression job's thread count (``regression_threads``); image jobs keep what their
+    executor gave them (cores / workers on a CPU)."""
+    if domain == "regression":
+        torch.set_num_threads(regression_threads())
 
 
 def tf32_allowed() -> bool:

@@ -124,6 +124,7 @@ def measure(
     """
     from hsmlbench.domains import domain_for
     from hsmlbench.run.evaluation import evaluate
+    from hsmlbench.run.numerics import set_job_threads
     from hsmlbench.run.training import clip_outer_gradient, make_optimizer
 
     domain = domain_for(config.table)
@@ -137,6 +138,8 @@ def measure(
         if cuda:
             torch.cuda.synchronize(device)
 
+    threads = torch.get_num_threads()
+    set_job_threads(domain.name)  # measured with the threads the job will run with
     with torch.random.fork_rng(devices=[device] if cuda else []):
         torch.manual_seed(0)
         t0 = clock()
@@ -172,12 +175,15 @@ def measure(
             return loss
 
         model.train()
+        if domain.name == "regression":  # milliseconds each: more of them, for a steady median
+            warmup, repeats = max(warmup, 3), max(repeats, 9)
         per_iteration = time_per_call(step, warmup=warmup, repeats=repeats, clock=clock)
         start = clock()
         evaluate(model, small, data_root, device, cells=cells)
         sync()
         n_tasks = small.budget.n_test_tasks * max(1, len(cells))
         per_task = (clock() - start) / n_tasks
+    torch.set_num_threads(threads)
     result = Measurement(per_iteration, per_task, setup_s, compiles)
     _CACHE[key] = result
     return result
@@ -205,8 +211,13 @@ def overhead_s(config, measured: Measurement, n_eval_cells: int) -> float:
 
 def not_run_reason(job, data_root=None) -> str | None:
     """Why ``job`` cannot run here (its data is missing: it writes a "not run" record and
-    costs nothing), or None."""
-    problems = job.domain.data_problems(job.config, data_root)
+    costs nothing), or None (also for a broken plug-in's job: it fails, naming the plug-in)."""
+    from hsmlbench.methods.registry import BrokenMethodError, PluginError
+
+    try:
+        problems = job.domain.data_problems(job.config, data_root)
+    except (BrokenMethodError, PluginError):
+        return None
     if not problems:
         return None
     return "; ".join(f"{name}: {why}" for name, why in problems.items())
@@ -235,13 +246,18 @@ def estimate_cells(
     write each budget to its own folder). ``measure`` is injectable (tests pass a fake).
     A checkpoint to resume from is not taken into account: the projection is for a full run.
     """
+    from hsmlbench.methods.registry import BrokenMethodError, PluginError
     from hsmlbench.run.grid import finished_result
     from hsmlbench.run.versioning import code_version
 
     versions = dict(versions or {})
     estimates = []
     for job in jobs:
-        config = job.config
+        try:
+            config = job.config
+        except BrokenMethodError:  # a broken plug-in: its job fails at once when run
+            estimates.append(CellEstimate(job.table, job.name, 0, 0.0, budget=job.budget))
+            continue
         folder = out_dir(job.budget) if callable(out_dir) else out_dir
         domain = job.domain.name
         if domain not in versions:
@@ -255,7 +271,11 @@ def estimate_cells(
         if not_run_reason(job, data_root) is not None:
             estimates.append(CellEstimate(**common, iterations=0, seconds_per_iteration=0.0))
             continue
-        measured = measure(config, device, data_root=data_root)
+        try:
+            measured = measure(config, device, data_root=data_root)
+        except PluginError:  # the plug-in's factory fails: so will its job, named, at once
+            estimates.append(CellEstimate(**common, iterations=0, seconds_per_iteration=0.0))
+            continue
         estimates.append(
             CellEstimate(
                 **common,
@@ -320,6 +340,7 @@ def plan_suite(
     data_root=None,
     measure: Callable[..., Measurement] = measure,
     workers: int = 1,
+    bounded: Callable[[object], bool] = lambda job: True,
 ) -> SuitePlan:
     """Estimates ``jobs`` (:func:`estimate_cells`), decides which run
     (``projection.decide``: a cell projected past ``max_cell_minutes`` on a CPU is skipped,
@@ -327,6 +348,8 @@ def plan_suite(
     (``projection.plan_lines``, on ``workers``: the suites run their cells one after
     another), with a line per table naming its cells that cannot run for missing data.
     ``on_gpu(job)``: whether the job computes on a GPU (default: its domain's device).
+    ``bounded(job)``: whether the bound applies to the job at all (``reproduce``: regression
+    cells only when the user gave ``--max-cell-minutes``).
     """
     jobs = list(jobs)
     estimates = estimate_cells(jobs, out_dir, data_root=data_root, measure=measure)
@@ -335,7 +358,7 @@ def plan_suite(
     for job, estimate in zip(jobs, estimates, strict=True):
         (decision,) = decide(
             [estimate],
-            bound_s,
+            bound_s if bounded(job) else None,
             explicit_paper=explicit_paper,
             on_gpu=on_gpu(job),
             how_to_run=suite_how_to_run(job.budget),

@@ -15,7 +15,7 @@ from hsmlbench.results.record import job_record
 from hsmlbench.results.schema import DIVERGED, DONE, NOT_RUN
 from hsmlbench.run.evaluation import evaluate
 from hsmlbench.run.jobs import Job, raw_path, run_dir
-from hsmlbench.run.numerics import apply_numerics_policy
+from hsmlbench.run.numerics import apply_numerics_policy, set_job_threads
 from hsmlbench.run.training import CHECKPOINT, NonFiniteLossError, previous_checkpoint, train
 from hsmlbench.run.versioning import CODE_VERSION_FILE, code_version, job_code_version, job_sources
 
@@ -58,6 +58,7 @@ def run_job(
     version = job_code_version(job, version or code_version(domain.name))
     device = domain.device()
     apply_numerics_policy()  # before the probe records the flags
+    set_job_threads(domain.name)
     provenance = probe(str(device), job_sources(domain.name).values())
 
     def write(status: str, measurements: dict) -> dict:
@@ -69,6 +70,7 @@ def run_job(
             code_version=version,
             provenance=provenance,
             measurements=measurements,
+            method=job.row_method,
         )
         write_json(raw_path(out_dir, job), record)
         return record
@@ -122,6 +124,7 @@ def finished_record(job: Job, trained, results: dict, version: str, provenance: 
         code_version=version,
         provenance=provenance,
         measurements=measurements,
+        method=job.row_method,
     )
 
 

@@ -96,9 +96,7 @@ class ImageRunConfig:
 # Budgets of the image tables, by the shared budget names (docs/PROTOCOL.md §4: 60,000
 # iterations for T3 1-shot, 50,000 for 5-shot, 40,000 for T4; 1,000 test tasks per dataset).
 _SMOKE = Budget("smoke", 12, 30, 6, "CI smoke test: the whole path, numbers meaningless")
-_QUICK = Budget(
-    "quick", 5_000, 1_000, 1_000, "reduced: 5,000 iterations, 1,000 test tasks per dataset"
-)
+_QUICK = Budget("quick", 5_000, 1_000, 1_000, "reduced; test tasks per dataset")
 # ``cpu`` (image tables only): sized so that the seven synthetic T3/T4 cells together take a
 # few minutes on the 2-core CPU. Measured there (hsmlbench.run.planning.measure, 1 thread,
 # CPU time): one 32×32 meta-iteration (1-shot, meta-batch 4, 5 second-order steps, Adam step)

@@ -18,7 +18,7 @@ from hsmlbench.methods.registry import get_method
 
 BUDGETS: dict[str, Budget] = {
     "smoke": Budget("smoke", 60, 200, 20, "CI smoke test: the whole path, numbers meaningless"),
-    "quick": Budget("quick", 5_000, 1_000, 1_000, "reduced: 5,000 iterations, 1,000 test tasks"),
+    "quick": Budget("quick", 5_000, 1_000, 1_000, "reduced"),
     # docs/PROTOCOL.md §3: 70,000 iterations, 4,000 test tasks.
     "paper": Budget("paper", 70_000, 4_000, 5_000, "docs/PROTOCOL.md §3 exactly"),
 }
