@@ -54,11 +54,13 @@ def write_bytes(path: Path, data: bytes) -> None:
     _atomic(path, lambda h: h.write(data))
 
 
-def set_aside(path: Path, why: str, log=None) -> Path:
-    """Renames a bad file so that no job-file pattern matches it again (never deletes it),
-    and says so in one line naming both paths (``log``, default stderr)."""
+def set_aside(path: Path, why: str, log=None, kind: str = "corrupt") -> Path:
+    """Renames a file so that no job-file pattern matches it again (never deletes it), and
+    says so in one line naming both paths (``log``, default stderr). ``kind`` names why in
+    the new name: ``corrupt`` (unreadable or inconsistent) or ``superseded`` (valid, but of
+    another config or code, replaced by a new run)."""
     path = Path(path)
-    target = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+    target = path.with_name(f"{path.name}.{kind}-{time.strftime('%Y%m%dT%H%M%S')}")
     path.rename(target)
     message = f"hsmlbench: {path}: {why}; set aside as {target}"
     if log is None:

@@ -297,9 +297,11 @@ def _reproduce(args) -> int:
             import_ray()
     except KeyError as error:
         raise UsageError(error.args[0]) from None
+    except ValueError as error:  # e.g. HSMLBENCH_META_STEP=bogus
+        raise UsageError(str(error)) from None
     except ExecutorUnavailable as error:
         raise UsageError(str(error)) from None
-    if args.max_cell_minutes is not None and args.max_cell_minutes < 0:
+    if args.max_cell_minutes is not None and not args.max_cell_minutes >= 0:  # NaN too
         raise UsageError(f"--max-cell-minutes {args.max_cell_minutes:g}: need 0 (no bound) or more")
     out = args.out or default_out_dir(args.budget)
     _check_folder(out, "--out" if args.out else "output folder")
@@ -476,6 +478,12 @@ def _train(args) -> int:
         )
     _check_data(config, args)
     _check_writable(args.run_dir, "--run-dir")
+    if not args.resume:  # a fresh run never overwrites the checkpoints already there
+        from hsmlbench.atomic import set_aside
+
+        for old in (checkpoint, previous_checkpoint(checkpoint)):
+            if old.exists():
+                set_aside(old, "a new run starts here (no --resume)", kind="superseded")
     _tag_run_dir(args, config)
     result = train(
         config,

@@ -17,6 +17,7 @@ from hsmlbench.report.statistics import mean_ci95
 from hsmlbench.results.schema import (
     SCHEMA_VERSION,
     RawFileError,
+    checksum,
     decode_array,
     encode_array,
     record_problem,
@@ -92,7 +93,10 @@ def _a_record(raw: dict, **changes) -> dict:
     ],
 )
 def test_the_reader_names_what_is_wrong(grid_and_evaluate, tmp_path, change, why):
+    """Each inconsistency named, even in a record whose checksum was recomputed after the
+    edit (a writer's bug, not a hand edit: the checksum catches those first, below)."""
     raw = _a_record(grid_and_evaluate[0], **change)
+    raw["checksum"] = checksum(raw)
     path = tmp_path / f"{raw['job']}-{raw['budget']}.json"
     path.write_text(json.dumps(raw))
     with pytest.raises(RawFileError) as error:
@@ -137,3 +141,45 @@ def test_committed_version_1_records_are_read_as_legacy_and_never_rewritten(tmp_
         )
         assert mean_ci95(stored["per_task"]) == (row["mean"], row["ci95"])
     assert {p.name: p.read_bytes() for p in (tmp_path / "runs" / "T1").iterdir()} == before
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("method", "maml"), ("seed", 1), ("per_task", None), ("config", None)],
+)
+def test_a_hand_edited_record_fails_its_checksum(grid_and_evaluate, tmp_path, field, value):
+    """Changing what a record says (which method, which seed, a per-task error, its config)
+    without the code that measured it: the reader refuses it, so its job runs again."""
+    raw = _a_record(grid_and_evaluate[0])
+    if field == "per_task":
+        raw["per_task"][7] *= 0.5
+    elif field == "config":
+        raw["config"]["inner_lr"] = 0.01
+    else:
+        raw[field] = value
+    path = tmp_path / f"{raw['job']}-{raw['budget']}.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(RawFileError) as error:
+        read_raw(path)
+    assert "checksum does not match" in str(error.value) or "edited or mixed up" in str(error.value)
+
+
+def test_a_record_whose_identity_disagrees_with_its_job_is_refused(grid_and_evaluate, tmp_path):
+    """MAML's numbers relabelled as HSML (checksum recomputed): the job name still says
+    which method measured them."""
+    raw = _a_record(grid_and_evaluate[0], method="maml")
+    raw["checksum"] = checksum(raw)
+    path = tmp_path / f"{raw['job']}-{raw['budget']}.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(RawFileError, match="names job T1-hsml-5-shot-seed0 but holds T1 maml"):
+        read_raw(path)
+
+
+def test_a_record_of_another_table_in_a_tables_folder_is_set_aside(grid_and_evaluate, tmp_path):
+    raw = _a_record(grid_and_evaluate[0])
+    stray = tmp_path / "runs" / "T2" / f"{raw['job']}-{raw['budget']}.json"
+    stray.parent.mkdir(parents=True)
+    stray.write_text(json.dumps(raw))
+    lines = []
+    assert raw_files(tmp_path, "T2", "smoke", lines.append) == []
+    assert "holds a job of table T1, not T2" in lines[0] and not stray.exists()

@@ -87,6 +87,7 @@ def assemble_table(
             for m in extra_methods
         }
         data["notes"] += _published_notes(data["extra_methods"])
+        data["notes"] += _uninstalled_notes(extra_methods)
     data["notes"] += _table_notes(domain.name, done, base)
     data["summary"] = summarize(data)
     return data
@@ -361,4 +362,23 @@ def _published_notes(extra: dict) -> list[str]:
     return [
         "Published values of added methods, as their plug-ins declare them (compared with our "
         "rows like the paper's values; never part of the paper's claims):\n\n" + "\n".join(lines)
+    ]
+
+
+def _uninstalled_notes(methods: list[str]) -> list[str]:
+    """Rows of methods whose plug-in is not installed here: kept as recorded, said so."""
+    from hsmlbench.methods.registry import get_method
+
+    missing = []
+    for method in methods:
+        try:
+            get_method(method.partition("[")[0])
+        except KeyError:
+            missing.append(method)
+    if not missing:
+        return []
+    return [
+        f"Rows of {', '.join(missing)} are kept as their raw records hold them; the plug-in "
+        "is not installed here, so they are named by their method's name (install it to "
+        "re-render them with its label)."
     ]

@@ -6,7 +6,7 @@ calls: a raw file's bytes change only with the code version.
 
 from __future__ import annotations
 
-from hsmlbench.results.schema import SCHEMA_VERSION, STATUSES, record_problem
+from hsmlbench.results.schema import SCHEMA_VERSION, STATUSES, checksum, record_problem
 
 
 def job_record(
@@ -41,6 +41,7 @@ def job_record(
         "provenance": provenance,
         "config": config.to_dict(),
     }
+    record["checksum"] = checksum(record)
     problem = record_problem(record)
     if problem:
         raise ValueError(f"raw record of {job} would be invalid: {problem}")

@@ -7,6 +7,8 @@ held derived fields (``mean``, ``ci95``, cluster statistics); ``migrations`` rea
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import math
 from pathlib import Path
 
@@ -30,6 +32,26 @@ def raw_file_path(out_dir: Path, table: str, job: str, budget: str) -> Path:
 
 class RawFileError(ValueError):
     """A file that is not a valid raw job record (one line says why)."""
+
+
+def checksum(record: dict) -> str:
+    """SHA-256 of a record's canonical JSON, its own ``checksum`` field left out: any edit of
+    its identity, config or measurements changes it."""
+    body = {k: v for k, v in record.items() if k != "checksum"}
+    canonical = json.dumps(json.loads(json.dumps(body)), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _name_matches(raw: dict) -> bool:
+    """Whether the record's ``job`` names its own table, method, setting and seed (a method
+    with ``--set`` settings is named ``<method>+set<hash>`` in its job)."""
+    method = raw["method"]
+    if "[" in method:
+        prefix = f"{raw['table']}-{method.partition('[')[0]}+set"
+        return raw["job"].startswith(prefix) and raw["job"].endswith(
+            f"-{raw['setting']}-seed{raw['seed']}"
+        )
+    return raw["job"] == f"{raw['table']}-{method}-{raw['setting']}-seed{raw['seed']}"
 
 
 def encode_array(values: np.ndarray) -> dict:
@@ -112,8 +134,15 @@ def record_problem(raw, path: Path | None = None) -> str | None:
         value = raw.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
             return f"no valid '{key}' field"
+    if not _name_matches(raw):
+        return (
+            f"names job {raw['job']} but holds {raw['table']} {raw['method']} "
+            f"{raw['setting']} seed {raw['seed']}: edited or mixed up"
+        )
     if version == SCHEMA_VERSION and "status" not in raw:
         return "no 'status' field"
+    if version == SCHEMA_VERSION and raw.get("checksum") != checksum(raw):
+        return "its checksum does not match its content: edited or damaged"
     status = raw.get("status", DONE)  # version 1 wrote none for a finished job
     if status not in STATUSES:
         return f"has an unknown status {status!r}"

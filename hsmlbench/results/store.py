@@ -37,6 +37,15 @@ def load_raw(path: Path, log=None) -> dict | None:
 
 
 def raw_files(out_dir: Path, table: str, budget: str, log=None) -> list[dict]:
-    """Every valid raw record of ``table`` at ``budget`` (invalid files are set aside)."""
+    """Every valid raw record of ``table`` at ``budget`` (invalid files, and records of
+    another table in this table's folder, are set aside)."""
     paths = sorted((Path(out_dir) / "runs" / table).glob(f"*-{budget}.json"))
-    return [raw for raw in (load_raw(p, log) for p in paths) if raw is not None]
+    raws = []
+    for path in paths:
+        raw = load_raw(path, log)
+        if raw is not None and raw["table"] != table:
+            set_aside(path, f"holds a job of table {raw['table']}, not {table}", log)
+            continue
+        if raw is not None:
+            raws.append(raw)
+    return raws

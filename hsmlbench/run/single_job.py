@@ -6,17 +6,24 @@ Everything this module runs is inside the job's code version (``hsmlbench.run.ve
 
 from __future__ import annotations
 
+import json
 import resource
 from pathlib import Path
 
-from hsmlbench.atomic import write_json, write_text
+from hsmlbench.atomic import set_aside, write_json, write_text
 from hsmlbench.results.provenance import probe
 from hsmlbench.results.record import job_record
 from hsmlbench.results.schema import DIVERGED, DONE, NOT_RUN
 from hsmlbench.run.evaluation import evaluate
 from hsmlbench.run.jobs import Job, raw_path, run_dir
 from hsmlbench.run.numerics import apply_numerics_policy, set_job_threads
-from hsmlbench.run.training import CHECKPOINT, NonFiniteLossError, previous_checkpoint, train
+from hsmlbench.run.training import (
+    CHECKPOINT,
+    CheckpointOfAnotherRun,
+    NonFiniteLossError,
+    previous_checkpoint,
+    train,
+)
 from hsmlbench.run.versioning import CODE_VERSION_FILE, code_version, job_code_version, job_sources
 
 
@@ -72,6 +79,7 @@ def run_job(
             measurements=measurements,
             method=job.row_method,
         )
+        _keep_previous(raw_path(out_dir, job))
         write_json(raw_path(out_dir, job), record)
         return record
 
@@ -80,8 +88,9 @@ def run_job(
         return write(NOT_RUN, domain.not_run_fields(config, problems, data_root))
     folder = run_dir(work_dir, job)
     resume = _prepare_run_dir(folder, version)
-    try:
-        trained = train(
+
+    def trained_here(resume: bool):
+        return train(
             config,
             job.seed,
             folder,
@@ -90,6 +99,19 @@ def run_job(
             data_root=data_root,
             device=device,
         )
+
+    try:
+        try:
+            trained = trained_here(resume)
+        except CheckpointOfAnotherRun as error:  # e.g. another seed or meta-step left it here
+            for stale in (folder / CHECKPOINT, previous_checkpoint(folder / CHECKPOINT)):
+                if stale.exists():
+                    set_aside(
+                        stale,
+                        f"a checkpoint of another run ({error}); this job starts afresh",
+                        kind="superseded",
+                    )
+            trained = trained_here(False)
     except NonFiniteLossError as error:
         # A result, not a crash: this config and seed diverge at this code. The table says so
         # beside the seeds that finished instead of silently averaging only those.
@@ -99,8 +121,24 @@ def run_job(
     except FloatingPointError as error:  # trained, but its test-time adaptation blows up
         return write(DIVERGED, _diverged(error, None, config))
     record = finished_record(job, trained, results, version, provenance)
+    _keep_previous(raw_path(out_dir, job))
     write_json(raw_path(out_dir, job), record)
     return record
+
+
+def _keep_previous(path: Path) -> None:
+    """A raw file the new record replaces (of another config or code version: the grid reuses
+    a current one instead of running its job) is kept under another name, never overwritten."""
+    if not path.exists():
+        return
+    try:
+        previous = json.loads(path.read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        previous = None
+    if previous != NOT_RUN:  # a "not run" record measured nothing: it is simply replaced
+        set_aside(
+            path, "replaced by a new run of its job (other config or code)", kind="superseded"
+        )
 
 
 def finished_record(job: Job, trained, results: dict, version: str, provenance: dict) -> dict:

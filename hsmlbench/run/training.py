@@ -34,6 +34,11 @@ class NonFiniteLossError(RuntimeError):
         self.iteration = iteration
 
 
+class CheckpointOfAnotherRun(ValueError):
+    """The run folder's checkpoint is of another config or seed (``hsmlbench train`` refuses
+    it; a grid job sets it aside and starts afresh)."""
+
+
 @dataclass
 class TrainResult:
     model: torch.nn.Module
@@ -118,7 +123,7 @@ def load_checkpoint(
         )
         return None, optimizer
     if not config.matches(state["config"]) or state["seed"] != seed:
-        raise ValueError(
+        raise CheckpointOfAnotherRun(
             f"{checkpoint} belongs to another run (different config or seed); "
             "use another run directory or drop --resume"
         )

@@ -78,6 +78,17 @@ def prepare_dataset(
     target = parent / spec.folder
     if target.exists() and not force:
         raise DataError(f"{target} already exists; pass --force to replace it")
+    resolved_source, resolved_target = source.resolve(), target.resolve()
+    if resolved_source == resolved_target or resolved_target in resolved_source.parents:
+        raise DataError(
+            f"--source {source} is inside {target}, which prepare replaces; move the source "
+            "out of the data root first"
+        )
+    if target.exists() and not (target / "prepared.json").exists():
+        raise DataError(
+            f"{target} exists but is not a dataset hsmlbench prepared (no prepared.json), so "
+            "--force will not replace it; move it away first"
+        )
     created: list[Path] = []
     try:
         created = _make_dirs(parent)
