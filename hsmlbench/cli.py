@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -36,6 +37,7 @@ EXIT_INCOMPLETE = 3
 EXIT_SKIPPED = 4
 EXIT_NOT_RUN = 5
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # SIGTERM, as a shell reports it (128 + 15)
 DEBUG_ENV = "HSMLBENCH_DEBUG"
 TRAINING_COMMANDS = ("reproduce", "train", "evaluate")
 
@@ -772,23 +774,50 @@ def one_line(message: str) -> str:
     return " ".join(line.strip() for line in str(message).splitlines() if line.strip())
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a supervisor, ``timeout``): stopped as Ctrl-C stops a run, with exit 143."""
+
+
+def _stop_on(signum, frame) -> None:
+    """The first Ctrl-C or SIGTERM stops the run; any further one is ignored while it stops
+    its workers and exits (a second signal never hangs or prints a traceback)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import threading
+
     args = _parser().parse_args(argv)
     args.debug = _debug(args)
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread:
+        previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+        if previous[0] is not signal.SIG_IGN:  # a background job keeps ignoring Ctrl-C
+            signal.signal(signal.SIGINT, _stop_on)
+        signal.signal(signal.SIGTERM, _stop_on)
+    stopped = False
     try:
         return _run(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        stopped = True
         print(
-            "\nhsmlbench: interrupted; re-run the same command to resume from the last checkpoint",
+            f"\nhsmlbench: {'terminated' if isinstance(stop, Terminated) else 'interrupted'}; "
+            "re-run the same command to resume from the last checkpoint",
             file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
     except Exception as error:
         if args.debug:
             raise
         code, message = _one_line(error)
         print(f"hsmlbench: {one_line(message)}", file=sys.stderr)
         return code
+    finally:
+        if main_thread and not stopped:  # as they were (a caller, e.g. pytest, has its own)
+            for signum, handler in zip((signal.SIGINT, signal.SIGTERM), previous):
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 if __name__ == "__main__":

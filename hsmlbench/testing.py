@@ -56,13 +56,21 @@ def cell_model(
     meta_step: str | None = None,
     seed: int = 0,
     dtype: torch.dtype | None = None,
+    settings: dict | None = None,
 ) -> tuple[MetaLearner, RunConfig]:
     """``(model, config)``: ``method``'s model for a table cell, as the grid builds it (torch
-    seeded with ``seed`` first; ``dtype`` e.g. ``torch.float64`` converts it).
+    seeded with ``seed`` first; ``dtype`` e.g. ``torch.float64`` converts it; ``settings``:
+    a plug-in's settings other than its defaults, as ``--set`` gives them).
 
     ``meta_step`` ("fast" or "autograd"; None: ``HSMLBENCH_META_STEP`` or "fast") picks the
     meta-step path. Set ``HSMLBENCH_COMPILE=0`` in tests to keep the fast path eager."""
     config = run_config(table, method, setting, budget, meta_step=meta_step)
+    if settings:
+        import dataclasses
+
+        if config.plugin_settings is None or set(settings) - set(config.plugin_settings):
+            raise KeyError(f"{method!r} has no plug-in settings {sorted(settings)}")
+        config = dataclasses.replace(config, plugin_settings={**config.plugin_settings, **settings})
     torch.manual_seed(seed)
     model = build_model(config)
     if dtype is not None:
