@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import sys
@@ -24,8 +26,11 @@ def _atomic(path: Path, write) -> None:
     The file gets the mode an ordinary write would (0666 less the umask: usually 0644), not
     mkstemp's 0600, so a shared results folder stays readable."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise _named(error, path) from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
@@ -33,9 +38,24 @@ def _atomic(path: Path, write) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise _named(error, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _named(error: OSError, path: Path) -> OSError:
+    """The error as one line that names the file being written and the problem (a full disk:
+    "no space left on device writing PATH"), the old file left in place."""
+    if error.errno == errno.ENOSPC:
+        what = "no space left on device"
+    elif error.errno == errno.EDQUOT:
+        what = "disk quota exceeded"
+    else:
+        what = error.strerror or str(error)
+    return OSError(error.errno, f"{what} writing {path} (nothing was replaced)")
 
 
 def write_text(path: Path, text: str) -> None:
@@ -47,7 +67,11 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def save_torch(path: Path, obj: Any) -> None:
-    _atomic(path, lambda h: torch.save(obj, h))
+    """Serialized in memory first: torch's writer reports a full disk as an internal error
+    ("enforce fail at inline_container.cc"), an ordinary write as ENOSPC with the path."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    _atomic(path, lambda h: h.write(buffer.getbuffer()))
 
 
 def write_bytes(path: Path, data: bytes) -> None:

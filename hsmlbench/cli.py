@@ -14,6 +14,7 @@ run. ``hsmlbench --debug ...`` or ``HSMLBENCH_DEBUG=1`` re-raises instead, for t
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -60,7 +61,12 @@ def _folder_problem(folder: Path) -> str | None:
     if not existing.is_dir():
         return f"{existing} is a file, not a folder"
     if not os.access(existing, os.W_OK | os.X_OK):
-        return f"no permission to write in {existing}"
+        read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+        return (
+            f"{existing} is on a read-only file system"
+            if read_only
+            else (f"no permission to write in {existing}")
+        )
     return None
 
 
@@ -764,7 +770,12 @@ def _one_line(error: Exception) -> tuple[int, str]:
         # the run stopped on a NaN: exit 3 as a failed job of the grid; the message names the
         # iteration and the last good checkpoint
         return EXIT_INCOMPLETE, str(error)
-    # anything else is unexpected (a bug, a full disk): 3, the code of a run that failed
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            EXIT_INCOMPLETE,
+            f"{error.strerror or error}; free some space and run the same command again",
+        )
+    # anything else is unexpected (a bug): 3, the code of a run that failed
     what = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
     return EXIT_INCOMPLETE, f"{what} (run with --debug for the traceback)"
 
