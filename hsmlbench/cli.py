@@ -591,7 +591,11 @@ def _evaluate(args) -> int:
         raise UsageError(
             f"--out {args.out} is a folder; give a file name, e.g. {args.out}/raw.json"
         )
-    checkpoint = args.run_dir / "checkpoint.pt"
+    from hsmlbench.run.training import CHECKPOINT, previous_checkpoint
+
+    checkpoint = args.run_dir / CHECKPOINT
+    if not checkpoint.exists():  # the latest lost (e.g. cut while written): the one before
+        checkpoint = previous_checkpoint(checkpoint)
     if not checkpoint.exists():
         raise UsageError(f"no checkpoint in {args.run_dir}; run `hsmlbench train` first")
     _check_finished(checkpoint, config, args)

@@ -92,3 +92,40 @@ def test_prepare_refuses_a_source_inside_its_target_and_a_foreign_target(tmp_pat
     with pytest.raises(DataError, match="not a dataset hsmlbench prepared"):
         prepare_dataset("bird", elsewhere, tmp_path, force=True)
     assert source.read_bytes() == b"archive" and unrelated.read_text() == "mine"
+
+
+def test_report_names_what_is_wrong_with_a_table_file(tmp_path, capsys):
+    from pathlib import Path
+
+    fixture = json.loads((Path(__file__).parent / "data" / "T1_fixture.json").read_text())
+    cases = {
+        "binary.json": b"\x89PNG\x00\xff\xfe",
+        "deep.json": ("[" * 100_000 + "]" * 100_000).encode(),
+        "inf.json": json.dumps(
+            fixture | {"rows": [fixture["rows"][0] | {"per_task": [float("inf")] * 3}]}
+        ).encode(),
+        "twice.json": json.dumps(
+            fixture | {"rows": fixture["rows"] + fixture["rows"][:1]}
+        ).encode(),
+    }
+    expected = {
+        "binary.json": "is not valid JSON",
+        "deep.json": "nested too deeply",
+        "inf.json": "per-task errors that are not finite numbers",
+        "twice.json": "has two rows",
+    }
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+        assert main(["report", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and name in err and expected[name] in err, err
+
+
+def test_evaluate_uses_the_previous_checkpoint_when_only_it_is_left(tmp_path, capsys):
+    run = tmp_path / "run"
+    cell = ["--table", "T1", "--method", "maml", "--budget", "smoke", "--run-dir", str(run)]
+    assert main(["train", *cell, "--quiet"]) == 0
+    (run / "checkpoint.pt").rename(run / "checkpoint.previous.pt")
+    out = tmp_path / "raw.json"
+    assert main(["evaluate", *cell, "--out", str(out)]) == 0, capsys.readouterr().err
+    assert json.loads(out.read_text())["status"] == "done"

@@ -6,6 +6,7 @@ names the code behind the rows. Nothing here computes a statistic.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -17,17 +18,40 @@ from hsmlbench.report.paper_reference import METHOD_LABELS
 
 
 def load_table(path: Path) -> dict:
+    """A table's JSON, checked enough to render: named in every error (not JSON, nested too
+    deep, not a table, a non-finite per-task error, a row given twice)."""
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise FileNotFoundError(
             f"no results file at {path}; run `hsmlbench reproduce` first"
         ) from None
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{path} is not valid JSON ({error}); re-run the table") from None
+    except RecursionError:
+        raise ValueError(f"{path} is nested too deeply to be a table file") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} holds a JSON {type(data).__name__}: not a hsmlbench table file")
     for key in ("table", "rows", "budget"):
         if key not in data:
             raise ValueError(f"{path} has no {key!r} field: not a hsmlbench table file")
+    seen = set()
+    for row in data["rows"] if isinstance(data["rows"], list) else []:
+        if not isinstance(row, dict) or not isinstance(row.get("per_task"), list):
+            raise ValueError(
+                f"{path} has a row without per-task errors: not a hsmlbench table file"
+            )
+        key = (row.get("method"), row.get("setting"), row.get("seed"))
+        if key in seen:
+            raise ValueError(
+                f"{path}: {key[0]} {key[1]} seed {key[2]} has two rows; re-run the table"
+            )
+        seen.add(key)
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in row["per_task"]):
+            raise ValueError(
+                f"{path}: {key[0]} {key[1]} seed {key[2]} has per-task errors that are not "
+                "finite numbers; re-run the table"
+            )
     return data
 
 
@@ -230,8 +254,8 @@ def render_latex(data: dict, summary: dict | None = None) -> str:
         if not rows:
             continue
         body = tabulate(rows, headers, tablefmt="latex_booktabs", disable_numparse=True)
-        for symbol, math in _LATEX_MATH.items():  # after tabulate's escaping of $
-            body = body.replace(symbol, math)
+        for symbol, latex in _LATEX_MATH.items():  # after tabulate's escaping of $
+            body = body.replace(symbol, latex)
         parts += [
             "\\begin{table}[t]",
             "\\centering",
