@@ -296,3 +296,38 @@ def test_committed_splits_are_disjoint_and_complete():
         assert len(names) == len(set(names)) == n_classes
         assert tuple(len(split[s]) for s in ("train", "val", "test")) == get_spec(name).split_sizes
     assert "F-A-18" in {n for part in committed_split("aircraft").values() for n in part}
+
+
+def test_a_crafted_index_cannot_read_files_outside_the_archive(tmp_path):
+    """images.txt naming ``../../secret.jpg``: refused as unsafe, nothing prepared (it used
+    to read that file into the dataset and report success)."""
+    secret = tmp_path / "secret_photo.jpg"
+    jpeg(secret, (40, 30))
+    src = fake_cub(tmp_path / "src")
+    index = src / "CUB_200_2011" / "images.txt"
+    lines = index.read_text().splitlines()
+    first_id, first = lines[0].split()
+    lines[0] = f"{first_id} {first.split('/')[0]}/../../../../secret_photo.jpg"
+    index.write_text("\n".join(lines) + "\n")
+    root = tmp_path / "data"
+    with pytest.raises(DataError, match="outside .*refused as unsafe"):
+        prepare_dataset("bird", src, root, spec=BIRD, log=lambda _: None)
+    assert not (root / "meta-dataset" / "CUB_Bird").exists()
+
+
+def test_an_unsafe_member_is_called_unsafe_and_extraction_is_bounded(tmp_path, monkeypatch):
+    evil = tmp_path / "evil.tgz"
+    with tarfile.open(evil, "w:gz") as tar:
+        info = tarfile.TarInfo("../escaped.txt")
+        data = b"x" * 10
+        info.size = len(data)
+        import io
+
+        tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(DataError, match="refused as unsafe") as error:
+        prepare_dataset("bird", evil, tmp_path / "data", spec=BIRD, log=lambda _: None)
+    assert "damaged" not in str(error.value) and not (tmp_path / "escaped.txt").exists()
+    archive = tar_gz(fake_cub(tmp_path / "src"), tmp_path / "CUB_200_2011.tgz")
+    monkeypatch.setenv("HSMLBENCH_MAX_EXTRACT_GB", "0.00001")  # 10 kB
+    with pytest.raises(DataError, match="over the 1e-05 GB bound; set HSMLBENCH_MAX_EXTRACT_GB"):
+        prepare_dataset("bird", archive, tmp_path / "data2", spec=BIRD, log=lambda _: None)

@@ -176,19 +176,55 @@ def _unpack(source: Path, into: Path, log) -> Path:
             with zipfile.ZipFile(source) as archive:
                 for member in archive.namelist():
                     if Path(member).is_absolute() or ".." in Path(member).parts:
-                        raise DataError(f"{source}: unsafe path {member!r} in archive")
+                        raise DataError(
+                            f"{source}: member {member!r} would be written outside its folder: "
+                            "refused as unsafe (this is not the official archive)"
+                        )
+                _check_size(source, sum(i.file_size for i in archive.infolist()))
                 archive.extractall(into)
         else:
             with tarfile.open(source) as archive:
+                _check_size(source, sum(m.size for m in archive.getmembers()))
                 archive.extractall(into, filter="data")
     except DataError:
         raise
+    except tarfile.FilterError as error:  # a member escaping the folder, a link out of it
+        raise DataError(
+            f"{source}: {error}: refused as unsafe (this is not the official archive)"
+        ) from None
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as error:
         raise DataError(
             f"cannot read archive {source} ({type(error).__name__}: {error}); the download is "
             "probably incomplete or damaged: download it again"
         ) from None
     return into
+
+
+MAX_EXTRACT_ENV = "HSMLBENCH_MAX_EXTRACT_GB"
+MAX_EXTRACT_GB = 40.0  # the largest official archive (Fungi) expands to about 13 GB
+
+
+def _check_size(source: Path, total_bytes: int) -> None:
+    """Extraction is bounded: an archive declaring more than ``HSMLBENCH_MAX_EXTRACT_GB``
+    (default 40) is refused before anything is written."""
+    limit = float(os.environ.get(MAX_EXTRACT_ENV, MAX_EXTRACT_GB))
+    if total_bytes > limit * 1e9:
+        raise DataError(
+            f"{source} expands to {total_bytes / 1e9:.1f} GB, over the {limit:g} GB bound; "
+            f"set {MAX_EXTRACT_ENV} higher if this is really the dataset"
+        )
+
+
+def _inside(folder: Path, relative: str, index: Path) -> Path:
+    """``folder / relative`` for a path read from an archive's own index file, refused when
+    it leads outside ``folder`` (a crafted index reading files of this machine)."""
+    path = folder / relative
+    if folder.resolve() not in path.resolve().parents:
+        raise DataError(
+            f"{index} names {relative!r}, outside {folder}: refused as unsafe (this is not "
+            "the official archive)"
+        )
+    return path
 
 
 def _find_dir(base: Path, has: Callable[[Path], bool], what: str, spec: DatasetSpec) -> Path:
@@ -234,9 +270,8 @@ def _collect_bird(base: Path, spec: DatasetSpec) -> dict[str, list[Item]]:
                 f"{top / 'bounding_boxes.txt'}: no box for image {image_id} ({relative})"
             )
         x, y, w, h = boxes[image_id]
-        classes.setdefault(Path(relative).parts[0], []).append(
-            (top / "images" / relative, (x, y, x + w, y + h))
-        )
+        image = _inside(top / "images", relative, top / "images.txt")
+        classes.setdefault(Path(relative).parts[0], []).append((image, (x, y, x + w, y + h)))
     return classes
 
 
@@ -271,9 +306,8 @@ def _collect_aircraft(base: Path, spec: DatasetSpec) -> dict[str, list[Item]]:
     for image_id, variant in sorted(labels.items()):
         if image_id not in boxes:
             raise DataError(f"{data / 'images_box.txt'}: no box for image {image_id}")
-        classes.setdefault(aircraft_folder_name(variant), []).append(
-            (data / "images" / f"{image_id}.jpg", boxes[image_id])
-        )
+        image = _inside(data / "images", f"{image_id}.jpg", data / "images_box.txt")
+        classes.setdefault(aircraft_folder_name(variant), []).append((image, boxes[image_id]))
     return classes
 
 
