@@ -103,12 +103,13 @@ def run_job(
     try:
         try:
             trained = trained_here(resume)
-        except CheckpointOfAnotherRun as error:  # e.g. another seed or meta-step left it here
+        except CheckpointOfAnotherRun:  # e.g. another seed or meta-step left it here
             for stale in (folder / CHECKPOINT, previous_checkpoint(folder / CHECKPOINT)):
                 if stale.exists():
                     set_aside(
                         stale,
-                        f"a checkpoint of another run ({error}); this job starts afresh",
+                        "a checkpoint of another run (another config or seed); this job "
+                        "starts afresh",
                         kind="superseded",
                     )
             trained = trained_here(False)
