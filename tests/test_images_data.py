@@ -331,3 +331,26 @@ def test_an_unsafe_member_is_called_unsafe_and_extraction_is_bounded(tmp_path, m
     monkeypatch.setenv("HSMLBENCH_MAX_EXTRACT_GB", "0.00001")  # 10 kB
     with pytest.raises(DataError, match="over the 1e-05 GB bound; set HSMLBENCH_MAX_EXTRACT_GB"):
         prepare_dataset("bird", archive, tmp_path / "data2", spec=BIRD, log=lambda _: None)
+
+
+def test_prepare_checks_its_own_output_before_replacing_anything(tmp_path, monkeypatch):
+    """What `data check` would refuse is never reported as prepared (here the check is made
+    to fail; before, prepare reported success without checking)."""
+    from hsmlbench.domains.images import layout
+
+    src = fake_cub(tmp_path / "src")
+    root = tmp_path / "data"
+    prepare_dataset("bird", src, root, spec=BIRD, log=lambda _: None)
+    before = sorted(p.name for p in (root / "meta-dataset" / "CUB_Bird" / "train").iterdir())
+    real = layout.check_dataset
+
+    def failing(*args, **kwargs):
+        report = real(*args, **kwargs)
+        report.problems.append("an image of the wrong size")
+        return report
+
+    monkeypatch.setattr(layout, "check_dataset", failing)
+    with pytest.raises(DataError, match="fails its own check .*an image of the wrong size"):
+        prepare_dataset("bird", src, root, spec=BIRD, force=True, log=lambda _: None)
+    after = sorted(p.name for p in (root / "meta-dataset" / "CUB_Bird" / "train").iterdir())
+    assert after == before  # the previous dataset is untouched

@@ -75,13 +75,14 @@ class DatasetReport:
         return self.found and not self.problems
 
 
-def check_dataset(root: Path, name: str, full: bool = False) -> DatasetReport:
+def check_dataset(root: Path, name: str, full: bool = False, spec=None) -> DatasetReport:
     """Counts classes and images per split against docs/PROTOCOL.md §4 and opens every image.
 
     Opening reads each file's header (size, format); ``full`` also decodes every pixel, which
-    catches truncated files at the cost of a few minutes on the real data.
+    catches truncated files at the cost of a few minutes on the real data. ``spec``: the
+    counts to check against (default: the dataset's; ``prepare`` passes the ones it used).
     """
-    spec = get_spec(name)
+    spec = spec or get_spec(name)
     path = dataset_dir(root, name)
     report = DatasetReport(name, path, path.is_dir())
     if not report.found:

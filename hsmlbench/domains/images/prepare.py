@@ -118,6 +118,7 @@ def prepare_dataset(
             json.dumps({"dataset": name, "source": str(source), "spec": asdict(spec)}, indent=1)
             + "\n"
         )
+        out = _checked(out, staging, name, spec)
         if target.exists():
             os.replace(target, staging / "previous")
             try:
@@ -198,6 +199,24 @@ def _unpack(source: Path, into: Path, log) -> Path:
             "probably incomplete or damaged: download it again"
         ) from None
     return into
+
+
+def _checked(out: Path, staging: Path, name: str, spec: DatasetSpec) -> Path:
+    """The prepared folder, after the same check as ``hsmlbench data check`` passed on it
+    (before it replaces anything); a failure is a DataError naming the first problem."""
+    from hsmlbench.domains.images.layout import check_dataset
+
+    check_root = staging / "check"
+    (check_root / LAYOUT_DIR).mkdir(parents=True)
+    checked = check_root / LAYOUT_DIR / spec.folder
+    os.replace(out, checked)
+    report = check_dataset(check_root, name, spec=spec)
+    if not report.ok:
+        raise DataError(
+            f"the prepared {spec.label} fails its own check ({report.problems[0]}); nothing "
+            "was replaced"
+        )
+    return checked
 
 
 MAX_EXTRACT_ENV = "HSMLBENCH_MAX_EXTRACT_GB"
