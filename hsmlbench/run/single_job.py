@@ -69,19 +69,7 @@ def run_job(
     provenance = probe(str(device), job_sources(domain.name).values())
 
     def write(status: str, measurements: dict) -> dict:
-        record = job_record(
-            job=job.name,
-            config=config,
-            seed=job.seed,
-            status=status,
-            code_version=version,
-            provenance=provenance,
-            measurements=measurements,
-            method=job.row_method,
-        )
-        _keep_previous(raw_path(out_dir, job))
-        write_json(raw_path(out_dir, job), record)
-        return record
+        return _write(out_dir, job, _record(job, status, version, provenance, measurements))
 
     problems = domain.data_problems(config, data_root)
     if problems:
@@ -121,7 +109,25 @@ def run_job(
         results = evaluate(trained.model, config, data_root, device)
     except FloatingPointError as error:  # trained, but its test-time adaptation blows up
         return write(DIVERGED, _diverged(error, None, config))
-    record = finished_record(job, trained, results, version, provenance)
+    return _write(out_dir, job, finished_record(job, trained, results, version, provenance))
+
+
+def _record(job: Job, status: str, version: str, provenance: dict, measurements: dict) -> dict:
+    """The job's raw record (``job_record``), named as its table rows name it."""
+    return job_record(
+        job=job.name,
+        config=job.config,
+        seed=job.seed,
+        status=status,
+        code_version=version,
+        provenance=provenance,
+        measurements=measurements,
+        method=job.row_method,
+    )
+
+
+def _write(out_dir: Path, job: Job, record: dict) -> dict:
+    """``record`` written atomically to the job's raw file, the file it replaces kept."""
     _keep_previous(raw_path(out_dir, job))
     write_json(raw_path(out_dir, job), record)
     return record
@@ -155,16 +161,7 @@ def finished_record(job: Job, trained, results: dict, version: str, provenance: 
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_gpu_mb": trained.peak_gpu_mb,
     }
-    return job_record(
-        job=job.name,
-        config=config,
-        seed=job.seed,
-        status=DONE,
-        code_version=version,
-        provenance=provenance,
-        measurements=measurements,
-        method=job.row_method,
-    )
+    return _record(job, DONE, version, provenance, measurements)
 
 
 def _diverged(error: Exception, iteration: int | None, config) -> dict:
