@@ -16,6 +16,12 @@ def build_model(config) -> MetaLearner:
     """A freshly initialized model for ``config`` (seed torch first for a reproducible init),
     on the config's meta-step path."""
     model = get_method(config.method).build("regression", config)
+    if config.meta_step == "fast" and not model.supports_fast_meta_step():
+        raise ValueError(
+            f"method {config.method!r} overrides predict, support_loss or task_loss without "
+            "explicit_support_grads, so the fast meta-step would not compute its meta-gradient; "
+            "register it with meta_steps=('autograd',) (docs/ADDING_A_METHOD.md §2)"
+        )
     model.meta_step = config.meta_step
     if getattr(config, "inner_grad_clamp", None) is not None:  # an ablation's override
         model.inner_grad_clamp = config.inner_grad_clamp

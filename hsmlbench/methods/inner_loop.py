@@ -17,6 +17,8 @@ import torch
 from hsmlbench.methods.base_learners import Params
 
 PerTaskLoss = Callable[[Params], torch.Tensor]
+# (params, grads with None where not adapted, one learning rate per parameter) -> params
+InnerUpdate = Callable[[Params, tuple, tuple], Params]
 
 
 def inner_step(
@@ -27,6 +29,7 @@ def inner_step(
     second_order: bool = True,
     grad_clamp: float | None = None,
     adapted: tuple[bool, ...] | None = None,
+    update: InnerUpdate | None = None,
 ) -> Params:
     """One SGD step θ ← θ − α·∇L_support(θ) for every task at once.
 
@@ -39,6 +42,9 @@ def inner_step(
 
     ``adapted``: one flag per parameter (None: all adapted). A parameter flagged False is
     returned as it is, and the support loss is differentiated with respect to the others only.
+
+    ``update(params, grads, lrs)`` replaces the SGD step itself (``sgd_update``, the default):
+    ``grads`` holds None for the parameters not adapted. BMAML's Stein step is one.
     """
     flags = check_adapted(adapted, len(params))
     chosen = [p for p, flag in zip(params, flags) if flag]
@@ -51,7 +57,13 @@ def inner_step(
         grads = tuple(g.clamp(-grad_clamp, grad_clamp) for g in grads)
     lrs = lr if isinstance(lr, tuple) else (lr,) * len(params)
     stepped = iter(grads)
-    return tuple(p - a * next(stepped) if flag else p for p, a, flag in zip(params, lrs, flags))
+    full = tuple(next(stepped) if flag else None for flag in flags)
+    return (update or sgd_update)(params, full, lrs)
+
+
+def sgd_update(params: Params, grads: tuple[torch.Tensor | None, ...], lrs) -> Params:
+    """θ ← θ − α·g for every parameter with a gradient; one without (None) keeps its value."""
+    return tuple(p if g is None else p - a * g for p, a, g in zip(params, lrs, grads))
 
 
 def check_adapted(adapted: tuple[bool, ...] | None, n_params: int) -> tuple[bool, ...]:
@@ -75,6 +87,7 @@ def adapt(
     second_order: bool = True,
     grad_clamp: float | None = None,
     adapted: tuple[bool, ...] | None = None,
+    update: InnerUpdate | None = None,
 ) -> Params:
     """``steps`` inner SGD steps from ``params`` (of the ``adapted`` ones; None: all)."""
     for _ in range(steps):
@@ -85,5 +98,6 @@ def adapt(
             second_order=second_order,
             grad_clamp=grad_clamp,
             adapted=adapted,
+            update=update,
         )
     return params

@@ -13,12 +13,42 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from hsmlbench.methods.base_learners import Params, mlp_forward, mlp_mse_grads, mse_per_task
+from hsmlbench.methods.base_learners import (
+    Params,
+    mlp_forward,
+    mlp_mse_grads,
+    mse_per_task,
+    positive_mask,
+)
 from hsmlbench.methods.batch import TaskBatch
-from hsmlbench.methods.inner_loop import adapt, check_adapted, inner_step
+from hsmlbench.methods.inner_loop import adapt, check_adapted, inner_step, sgd_update
 from hsmlbench.methods.meta_step import CompiledWithFallback, check_meta_step
 
 Film = tuple[tuple[torch.Tensor, torch.Tensor], ...]
+
+
+class _ClampWithFloatMask(torch.autograd.Function):
+    """``g.clamp(-bound, bound)`` whose backward multiplies by a float mask instead of saving
+    torch's boolean one (see ``base_learners.positive_mask`` for why)."""
+
+    @staticmethod
+    def forward(ctx, g: torch.Tensor, bound: float) -> torch.Tensor:
+        ctx.save_for_backward(g)
+        ctx.bound = bound
+        return g.clamp(-bound, bound)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        (g,) = ctx.saved_tensors
+        # 1 where |g| <= bound (at exactly ±bound too, as torch's clamp), else 0
+        return grad_output * (1.0 - positive_mask(g.abs() - ctx.bound)), None
+
+
+def clamp_with_float_mask(g: torch.Tensor, bound: float) -> torch.Tensor:
+    """Clamps each element of ``g`` to ±``bound``: the value and gradient of ``g.clamp``
+    (equal as numbers; a zeroed gradient may be −0 where torch's is +0), for the fast
+    meta-step's inner gradients (MUMOMAML's ±10 clamp)."""
+    return _ClampWithFloatMask.apply(g, bound)
 
 
 @dataclass
@@ -88,7 +118,41 @@ class MetaLearner(nn.Module):
         raise NotImplementedError
 
     def predict(self, params: Params, x: torch.Tensor, ctx: TaskContext) -> torch.Tensor:
+        """The base learner's forward over per-task parameters: x [T, N, in] → [T, N, out].
+
+        A method with its own functional base learner (MT-Net's transformation layers, BMAML's
+        particles averaged) overrides it; the meta-learned parts that the inner loop never
+        changes are then the method's own modules, not entries of ``params``."""
         return mlp_forward(params, x, ctx.film)
+
+    def support_loss(self, params: Params, batch: TaskBatch, ctx: TaskContext) -> torch.Tensor:
+        """The inner loop's per-task objective [T], differentiated by every inner step.
+
+        Default: ``task_loss`` of ``predict`` on the support set. BMAML overrides it with each
+        particle's own negative log-posterior (summed over particles, so each particle's
+        gradient is its own)."""
+        return self.task_loss(self.predict(params, batch.x_support, ctx), batch.y_support)
+
+    def inner_update(
+        self, params: Params, grads: tuple[torch.Tensor | None, ...], lrs, ctx: TaskContext
+    ) -> Params:
+        """One inner step from the support gradients (None: a parameter not adapted, kept).
+
+        Default: plain SGD, θ ← θ − α·g (``inner_loop.sgd_update``), on both meta-step paths and
+        in evaluation. BMAML overrides it with a Stein variational step across its particles."""
+        return sgd_update(params, grads, lrs)
+
+    @classmethod
+    def supports_fast_meta_step(cls) -> bool:
+        """Whether the fast meta-step computes this method's meta-gradient exactly: its inner
+        gradients come from ``explicit_support_grads``, which by default is the plain MLP's MSE
+        backward, so a method that changes ``predict``, ``support_loss`` or ``task_loss`` must
+        override it too (or register with ``meta_steps=("autograd",)``)."""
+        changed = any(
+            getattr(cls, hook) is not getattr(MetaLearner, hook)
+            for hook in ("predict", "support_loss", "task_loss")
+        )
+        return not changed or cls.explicit_support_grads is not MetaLearner.explicit_support_grads
 
     def task_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-task loss [T] (regression: MSE). Image methods override it (Σ CE / K)."""
@@ -99,9 +163,10 @@ class MetaLearner(nn.Module):
         return self.task_loss(prediction, target)
 
     def _support_loss(self, batch: TaskBatch, ctx: TaskContext):
-        return lambda params: self.task_loss(
-            self.predict(params, batch.x_support, ctx), batch.y_support
-        )
+        return lambda params: self.support_loss(params, batch, ctx)
+
+    def _inner_update(self, ctx: TaskContext):
+        return lambda params, grads, lrs: self.inner_update(params, grads, lrs, ctx)
 
     def meta_loss(self, batch: TaskBatch, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean post-adaptation query MSE over the meta-batch (+ the method's auxiliary loss),
@@ -136,8 +201,8 @@ class MetaLearner(nn.Module):
             if not self.second_order:
                 grads = tuple(None if g is None else g.detach() for g in grads)
             if clamp is not None:
-                grads = tuple(None if g is None else g.clamp(-clamp, clamp) for g in grads)
-            params = tuple(p if g is None else p - a * g for p, a, g in zip(params, lrs, grads))
+                grads = tuple(None if g is None else clamp_with_float_mask(g, clamp) for g in grads)
+            params = self.inner_update(params, grads, lrs, ctx)
         query = self.task_loss(self.predict(params, batch.x_query, ctx), batch.y_query)
         loss = query.mean()
         if ctx.aux_loss is not None:
@@ -155,6 +220,7 @@ class MetaLearner(nn.Module):
             second_order=self.second_order,
             grad_clamp=self.inner_grad_clamp,
             adapted=ctx.adapted,
+            update=self._inner_update(ctx),
         )
         query = self.task_loss(self.predict(adapted, batch.x_query, ctx), batch.y_query)
         loss = query.mean()
@@ -181,6 +247,7 @@ class MetaLearner(nn.Module):
                     second_order=False,
                     grad_clamp=self.inner_grad_clamp,
                     adapted=ctx.adapted,
+                    update=self._inner_update(ctx),
                 )
             params = tuple(p.detach().requires_grad_(True) for p in params)
             yield params, ctx

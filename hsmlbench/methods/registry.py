@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from hsmlbench.methods.meta_step import META_STEPS
+
 ENTRY_POINT_GROUP = "hsmlbench.methods"
 PLUGINS_ENV_VAR = "HSMLBENCH_PLUGINS"  # modules given with --plugin, for pool/Ray workers
 PLUGIN_PATH_ENV_VAR = "HSMLBENCH_PLUGIN_PATH"  # where they were found (workers' sys.path)
@@ -67,6 +69,15 @@ class MethodSpec:
     # A plug-in's own published values: (table, setting) → (mean, ci95, source). Shown beside
     # its rows with the source in the table's notes; never part of the paper's claims.
     published: dict | None = None
+    # The regression meta-step paths its model can run, preferred first: a method with its own
+    # base learner, inner objective or inner update and no explicit gradients for them runs on
+    # ("autograd",) only (hsmlbench.methods.meta_step; docs/ADDING_A_METHOD.md §2).
+    meta_steps: tuple[str, ...] = META_STEPS
+
+    def meta_step_for(self, requested: str) -> str:
+        """The path its jobs take when ``requested`` is asked for: that one where it can run
+        it, else its own first (the row's meta-step then says which it ran)."""
+        return requested if requested in self.meta_steps else self.meta_steps[0]
 
     @property
     def domains(self) -> tuple[str, ...]:
@@ -152,8 +163,13 @@ def register_method(
     label: str | None = None,
     builtin: bool = False,
     published: dict | None = None,
+    meta_steps: tuple[str, ...] = META_STEPS,
 ) -> Callable[[Callable], Callable]:
     """Decorator: registers ``factory(config) -> MetaLearner`` under ``name`` for ``domains``.
+
+    ``meta_steps``: the regression meta-step paths the method's model supports, preferred
+    first; ("autograd",) for a model that overrides ``predict``, ``support_loss`` or
+    ``inner_update`` without explicit support gradients (``MetaLearner.supports_fast_meta_step``).
 
     A name already registered for other domains gains these (its label and ``builtin`` must
     be the same); a (name, domain) already registered with another factory is an error."""
@@ -162,6 +178,12 @@ def register_method(
         raise PluginError(
             f"method {name!r}: unknown domain(s) {sorted(unknown) or '(none given)'}; "
             f"known: {', '.join(DOMAINS)}"
+        )
+    meta_steps = tuple(meta_steps)
+    if not meta_steps or set(meta_steps) - set(META_STEPS):
+        raise PluginError(
+            f"method {name!r}: meta_steps={meta_steps!r}; give one or more of "
+            f"{', '.join(META_STEPS)}"
         )
     if settings is not None and not dataclasses.is_dataclass(settings):
         raise PluginError(f"method {name!r}: settings must be a dataclass, got {settings!r}")
@@ -198,7 +220,13 @@ def register_method(
             factories = dict.fromkeys(domains, factory)
             all_settings = dict.fromkeys(domains, settings)
             _REGISTRY[name] = MethodSpec(
-                name, factories, all_settings, label, builtin, dict(published or {}) or None
+                name,
+                factories,
+                all_settings,
+                label,
+                builtin,
+                dict(published or {}) or None,
+                meta_steps if "regression" in domains else META_STEPS,
             )
             return factory
         for domain in domains:
@@ -225,6 +253,7 @@ def register_method(
             factories=existing.factories | dict.fromkeys(domains, factory),
             settings_by_domain=existing.settings_by_domain | dict.fromkeys(domains, settings),
             published={**(existing.published or {}), **(published or {})} or None,
+            meta_steps=meta_steps if "regression" in domains else existing.meta_steps,
         )
         return factory
 

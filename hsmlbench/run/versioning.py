@@ -4,7 +4,7 @@ A job's code version covers the modules whose source decides what its raw file h
 domain, the methods, training, evaluation, the one job runner and the raw-record builder
 (``hsmlbench.results``), the configs and the kernels, found from these modules' imports
 (lazy ones included). Not statistics, tables, figures, progress, the CLI, the grid's
-orchestration or the executors: changing those re-renders finished jobs instead of
+orchestration, the executors or ``verify``: changing those re-renders finished jobs instead of
 invalidating them. ``tests/test_code_version.py`` checks that every hsmlbench module that runs
 while a job builds its record is inside the version.
 """
@@ -79,6 +79,7 @@ NOT_JOB_DEFINING = (
     "hsmlbench.run.grid",
     "hsmlbench.run.executors",
     "hsmlbench.run.projection",
+    "hsmlbench.run.verify",
 )
 
 

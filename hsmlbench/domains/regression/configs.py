@@ -212,7 +212,10 @@ def run_config(
     if budget not in BUDGETS:
         raise KeyError(f"unknown budget {budget!r}; known: {', '.join(BUDGETS)}")
     k_shot = int(setting.split("-")[0])
-    fields.setdefault("meta_step", meta_step or meta_step_from_env())
+    # a method that cannot run the requested path runs its own (MethodSpec.meta_step_for)
+    fields.setdefault(
+        "meta_step", get_method(method).meta_step_for(meta_step or meta_step_from_env())
+    )
     return RunConfig(
         table=table,
         method=method,
