@@ -37,10 +37,11 @@ EXIT_USAGE = 2
 EXIT_INCOMPLETE = 3
 EXIT_SKIPPED = 4
 EXIT_NOT_RUN = 5
+EXIT_UNVERIFIED = 7  # verify: a verdict would change (with --strict: any unexpected difference)
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # SIGTERM, as a shell reports it (128 + 15)
 DEBUG_ENV = "HSMLBENCH_DEBUG"
-TRAINING_COMMANDS = ("reproduce", "train", "evaluate")
+TRAINING_COMMANDS = ("reproduce", "train", "evaluate", "verify")
 
 
 class UsageError(Exception):
@@ -205,6 +206,52 @@ def _parser() -> argparse.ArgumentParser:
         default="markdown",
         help="markdown (FILE.md, default) or latex (FILE.tex: booktabs tables for a paper)",
     )
+
+    vf = sub.add_parser(
+        "verify",
+        help="re-run committed jobs from this code and compare their numbers with the committed "
+        "raw files; writes VERIFY.md and VERIFY.json (docs/VERIFYING.md)",
+    )
+    vf.add_argument(
+        "results", type=Path, nargs="?", default=Path("results"), help="default: results/"
+    )
+    vf.add_argument("--tables", nargs="+", help="only these tables' jobs (e.g. T1 ablations)")
+    vf.add_argument(
+        "--only", nargs="+", metavar="JOB", help="only these jobs (T1-maml-5-shot-seed0)"
+    )
+    vf.add_argument("--sample", type=int, metavar="N", help="a random sample of N of the jobs")
+    vf.add_argument(
+        "--sample-seed", type=int, default=0, help="the sample's seed (default 0: reproducible)"
+    )
+    vf.add_argument(
+        "--work",
+        type=Path,
+        default=Path("runs/verify"),
+        help="scratch folder for the re-runs and their checkpoints; finished re-runs there are "
+        "reused, so an interrupted verification resumes (default: runs/verify)",
+    )
+    vf.add_argument(
+        "--report-dir", type=Path, help="where VERIFY.md/.json go (default: the results folder)"
+    )
+    vf.add_argument("--rtol", type=float, default=1e-6, help="'equal within tolerance' (1e-6)")
+    vf.add_argument("--atol", type=float, default=1e-9, help="(default 1e-9)")
+    vf.add_argument(
+        "--strict",
+        action="store_true",
+        help="also exit 7 when a row is not bit-identical where bit identity was expected",
+    )
+    vf.add_argument(
+        "--replace",
+        action="store_true",
+        help="after VERIFY.md is written, replace the committed raw files by their re-runs and "
+        "render the tables again",
+    )
+    vf.add_argument("--quiet", action="store_true", help="no progress bars")
+    vf.add_argument("--jobs", type=int, help="jobs at once, as for reproduce")
+    vf.add_argument("--executor", choices=("local", "ray"), default="local")
+    vf.add_argument("--address", help="with --executor ray, as for reproduce")
+    vf.add_argument("--data-root", type=Path, help="T3/T4: the folder holding meta-dataset/")
+    _plugin_argument(vf)
 
     gc = sub.add_parser(
         "gpu-check",
@@ -750,11 +797,80 @@ def _run(args) -> int:
         "evaluate": _evaluate,
         "gpu-check": _gpu_check,
         "report": _report,
+        "verify": _verify,
         "data": run_data_command,
     }
     for module in getattr(args, "plugin", []):
         load_plugin(module)
     return handler[args.command](args)
+
+
+def _verify(args) -> int:
+    """``hsmlbench verify``: exit 0 when no verdict would change, 7 when one would (or, with
+    --strict, a row is not bit-identical where that was expected, or a committed job could not
+    be re-run), 3 when re-runs failed."""
+    from functools import partial
+
+    from hsmlbench.report import verification
+    from hsmlbench.run.executors import JOB_MODULES, start_pool_server
+
+    if not (args.results / "runs").is_dir():
+        raise UsageError(
+            f"{args.results}: no runs/ folder of raw job files (is it a results folder?)"
+        )
+    if args.sample is not None and args.sample < 1:
+        raise UsageError(f"--sample {args.sample}: need at least 1")
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: need at least 1")
+    if args.work.resolve() == args.results.resolve():
+        raise UsageError("--work must not be the results folder: verify never writes into it")
+    _check_folder(args.work, "--work")
+    log = partial(print, flush=True)
+    if args.executor == "local" and args.jobs != 1:
+        start_pool_server(JOB_MODULES)
+    try:
+        result = verification.verify(
+            args.results,
+            args.work,
+            tables=args.tables,
+            names=args.only,
+            sample_n=args.sample,
+            sample_seed=args.sample_seed,
+            workers=args.jobs,
+            executor=args.executor,
+            address=args.address,
+            data_root=args.data_root,
+            rtol=args.rtol,
+            atol=args.atol,
+            progress=not args.quiet,
+            log=log,
+        )
+    except KeyError as error:
+        raise UsageError(error.args[0]) from None
+    for path in verification.write_verify_files(result, args.report_dir or args.results):
+        print(f"wrote {path}")
+    counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(result.counts.items()))
+    print(f"verify: {len(result.rows)} jobs: {counts}; {result.wall_time_s / 60:.1f} min")
+    for change in result.verdict_changes:
+        print(f"hsmlbench: verdict would change: {change}", file=sys.stderr)
+    unproven = [r for r in result.rows if r.outcome == "cannot be re-run"]
+    for row in unproven:
+        print(f"hsmlbench: {row.job} cannot be re-run: {row.why}", file=sys.stderr)
+    for row in result.unexpected():
+        print(
+            f"hsmlbench: {row.job}: {row.outcome} where bit identity was expected", file=sys.stderr
+        )
+    if args.replace and not result.verdict_changes:
+        for path in verification.replace_committed(result, args.results, args.work, log):
+            print(f"wrote {path}")
+    elif args.replace:
+        print(
+            "hsmlbench: --replace refused: a verdict would change (VERIFY.md says which)",
+            file=sys.stderr,
+        )
+    if result.verdict_changes or (args.strict and (unproven or result.unexpected())):
+        return EXIT_UNVERIFIED
+    return EXIT_INCOMPLETE if result.failed_jobs else 0
 
 
 def _one_line(error: Exception) -> tuple[int, str]:
