@@ -1,10 +1,10 @@
-"""Command line: ``hsmlbench reproduce | train | evaluate | report | data``, for every table.
+"""Command line: ``hsmlbench reproduce | train | evaluate | report | verify | gpu-check | data``.
 
-Exit codes (README "Exit codes"): 0 all done; 1 a data problem (``data check``/``prepare``);
+Exit codes (docs/RUNNING.md "Exit codes"): 0 all done; 1 a data problem (``data check``/``prepare``);
 2 bad arguments, one line on stderr, before anything is written; 3 a job of the grid failed
 (the tables of the finished jobs are written; re-running retries only the failed and missing
 jobs); 4 cells skipped by the run-time projection; 5 jobs not run because their data is
-missing. When several apply, the lowest of 3, 5, 4 wins (a failure says the most).
+missing; 6 ``gpu-check`` found no CUDA; 7 ``verify``: a verdict would change. When several apply, the lowest of 3, 5, 4 wins (a failure says the most).
 
 Every error ends as one line on stderr naming the problem and its fix, never a traceback; an
 unexpected one (a bug, a NaN stop, a disk that filled up) exits with 3, the code of a failed
@@ -205,6 +205,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=("markdown", "latex"),
         default="markdown",
         help="markdown (FILE.md, default) or latex (FILE.tex: booktabs tables for a paper)",
+    )
+    rp.add_argument(
+        "--paper",
+        action="store_true",
+        help="a table's JSON only: write its paper table (methods as rows, settings as columns; "
+        "FILE.paper.md or, with --format latex, FILE.paper.tex) instead of the full table",
     )
 
     vf = sub.add_parser(
@@ -709,7 +715,10 @@ def _report_folder(folder: Path, format: str) -> int:
     from hsmlbench.report.assemble import write_reports
 
     if format != "markdown":
-        raise UsageError("--format latex takes a table's JSON file, e.g. results/T1.json")
+        raise UsageError(
+            "--format latex takes a table's JSON file, e.g. results/T1.json (a folder's report "
+            "writes every table's LaTeX anyway: <table>.tex and <table>.paper.tex)"
+        )
     from hsmlbench.domains import domain_for
 
     tables = set()
@@ -750,6 +759,11 @@ def _report(args) -> int:
     if not isinstance(data, dict) or not isinstance(data["rows"], list):
         raise UsageError(not_a_table)
     render, suffix = (render_latex, ".tex") if args.format == "latex" else (render_markdown, ".md")
+    if args.paper:
+        from hsmlbench.report.paper_tables import render_paper_latex, render_paper_markdown
+
+        render = render_paper_latex if args.format == "latex" else render_paper_markdown
+        suffix = ".paper" + suffix
     try:
         text = render(data)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:

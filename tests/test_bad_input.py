@@ -1,5 +1,5 @@
 """Nothing silent, nothing stuck: every bad input ends as one line on stderr that names the
-problem and its fix (no traceback), with README's exit code, and writes nothing it should not.
+problem and its fix (no traceback), with the exit code docs/RUNNING.md gives, and writes nothing it should not.
 
 2: bad arguments or an unusable folder; 1: a data problem in ``data prepare``/``data check``;
 3: a run that stopped (a NaN, an unexpected error); 5: data missing for a cell; 130: Ctrl-C.

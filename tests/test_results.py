@@ -89,16 +89,20 @@ def test_a_cell_names_the_meta_step_of_its_seeds_and_never_hides_a_mix():
 def test_latex_renders_the_same_tables_for_a_paper(tmp_path):
     from hsmlbench.cli import main
     from hsmlbench.report.analysis import summarize
-    from hsmlbench.report.tables import cell_table, render_latex
+    from hsmlbench.report.latex import escape
+    from hsmlbench.report.tables import cell_table, claims_table, render_latex
 
     data = load_table(DATA / "T1_fixture.json")
     tex = render_latex(data)
-    assert tex.count("\\begin{tabular}") == 2 and tex.count("\\toprule") == 2
-    assert "±" not in tex and "−" not in tex and "$\\pm$" in tex
+    # two tables (cells, claims), their columns split into groups that fit a page's width
+    assert tex.count("\\begin{table*}") == 2
+    assert tex.count("\\begin{tabular}") == tex.count("\\toprule") > 2
+    assert tex.isascii() and "$\\pm$" in tex
     assert "95\\% CI" in tex  # the caption's % is escaped
-    _, rows = cell_table(data, summarize(data))
-    for row in rows:  # every cell of the markdown table is in the LaTeX one
-        assert f" {row[0]} " in tex and row[3].replace("±", "$\\pm$") in tex
+    summary = summarize(data)
+    for rows in (cell_table(data, summary)[1], claims_table(summary)[1]):
+        for row in rows:  # every cell of the markdown tables is in the LaTeX ones
+            assert all(escape(str(cell)) in tex for cell in row)
     path = tmp_path / "T1.json"
     path.write_text((DATA / "T1_fixture.json").read_text())
     assert main(["report", str(path), "--format", "latex"]) == 0

@@ -1,5 +1,6 @@
 """A table's JSON from the raw records of its jobs (docs/PROTOCOL.md §6, §7), and the files a
-finished grid writes: each table's JSON and markdown, its figures, and FINDINGS.md.
+finished grid writes: each table's JSON and markdown, its paper table (markdown and LaTeX), the
+full table as LaTeX, its figures and verdict figures, and FINDINGS.md.
 
 Everything here is report code: it reads raw records through ``hsmlbench.results.store`` and
 never changes them, so it can change without invalidating a finished job.
@@ -12,6 +13,7 @@ from pathlib import Path
 from hsmlbench.atomic import write_json, write_text
 from hsmlbench.domains import domain_for
 from hsmlbench.report.analysis import summarize
+from hsmlbench.report.paper_tables import links_line, write_paper_files
 from hsmlbench.report.statistics import mean_ci95
 from hsmlbench.report.tables import render_markdown
 from hsmlbench.results.schema import DIVERGED, DONE, NOT_RUN
@@ -240,15 +242,19 @@ def write_table(
     out_dir: Path,
     summaries: dict[str, dict] | None = None,
     skipped: list[str] | None = None,
+    companions: bool = False,
 ) -> tuple[Path, Path]:
     """``<table>.json`` and ``.md``; ``summaries`` (if given) receives the table's analysis;
-    ``skipped``: one line per cell of this table that was asked for but not run, and why."""
+    ``skipped``: one line per cell of this table that was asked for but not run, and why;
+    ``companions``: the markdown links the paper table, LaTeX and verdict figures that
+    ``write_paper_files`` writes from the JSON next (``write_reports`` does both)."""
     data = assemble_table(table, budget, out_dir, skipped)
     if summaries is not None:
         summaries[table] = data["summary"]
     json_path, md_path = Path(out_dir) / f"{table}.json", Path(out_dir) / f"{table}.md"
     write_json(json_path, data)
-    write_text(md_path, render_markdown(data, data["summary"]))
+    links = links_line(data, data["summary"]) if companions else ""
+    write_text(md_path, render_markdown(data, data["summary"], links))
     return json_path, md_path
 
 
@@ -275,9 +281,13 @@ def write_reports(
         files = []
         for name in names:
             try:
-                files += write_table(name, budget, out_dir, summaries, _skipped(skipped, table))
+                json_path, md_path = write_table(
+                    name, budget, out_dir, summaries, _skipped(skipped, table), companions=True
+                )
             except FileNotFoundError:  # e.g. only a plugin's runs: no paper-only table
                 continue
+            # the paper table, both tables as LaTeX and the verdict figures, from the JSON
+            files += [json_path, md_path] + write_paper_files(json_path)
         if not files:
             log(f"{table} ({budget}): no finished job, no table written")
             continue

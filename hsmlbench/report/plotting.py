@@ -35,3 +35,15 @@ def assignment_heatmap(fig, ax, matrix: np.ndarray, row_labels: list[str], title
     ax.set_xticks(range(matrix.shape[1]), [f"cluster {k + 1}" for k in range(matrix.shape[1])])
     ax.set_title(title)
     fig.colorbar(image, ax=ax, fraction=0.046)
+
+
+def save_png_and_pdf(fig, path: Path, dpi: int = 130) -> list[Path]:
+    """``fig`` as ``path`` (PNG, for the pages) and the same name with ``.pdf`` (vector, for a
+    paper), both written atomically. The PDF carries no creation date, so re-rendering the same
+    data writes the same bytes."""
+    save_png(fig, path, dpi)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="pdf", bbox_inches="tight", metadata={"CreationDate": None})
+    pdf = path.with_suffix(".pdf")
+    write_bytes(pdf, buffer.getvalue())
+    return [path, pdf]

@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 COMPILE_S = 30.0
-"""Compiling the fast meta-step once per model: 20-40 s on a cold cache (README, measured
+"""Compiling the fast meta-step once per model: 20-40 s on a cold cache (docs/RUNNING.md, measured
 on the 2-core CPU; a few seconds warm). Counted when a run will compile it."""
 
 JOB_FIXED_S = 2.0
