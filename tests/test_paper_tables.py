@@ -108,7 +108,11 @@ TABLES = {
     "T4": lambda: image_table("T4"),
     "T3-synthetic": lambda: image_table("T3-synthetic"),
     "T4-synthetic": lambda: image_table("T4-synthetic"),
-    **{p.stem: (lambda p=p: load_table(p)) for p in sorted(RESULTS.glob("*.json"))},
+    **{
+        p.stem: (lambda p=p: load_table(p))
+        for p in sorted(RESULTS.glob("*.json"))
+        if p.name != "VERIFY.json"
+    },
 }
 
 

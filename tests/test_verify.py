@@ -140,7 +140,7 @@ def test_bit_identity_is_expected_only_on_the_same_torch_and_cpu():
     expected, why = rv.bit_identity_expected(cpu, other)
     assert not expected and "torch 2.13.0+cpu → 2.14.1" in why
     gpu = {"provenance": {"torch": "2.13.0", "device": "NVIDIA H200"}}
-    legacy = {"environment": {"torch": "2.13.0+cpu", "device": "CPU (x86_64, 1 thread)"}}
+    legacy = {"environment": {"torch": "2.13.0+cpu", "device": "CPU (x86_64, 1 threads)"}}
     assert rv.bit_identity_expected(legacy, cpu)[0]
     expected, why = rv.bit_identity_expected(gpu, gpu)
     assert not expected and "a GPU (NVIDIA H200)" in why

@@ -185,6 +185,7 @@ def verify(
 
     t0 = time.perf_counter()
     results_dir, work_dir = Path(results_dir), Path(work_dir)
+    committed_total = len(rv.committed_jobs(results_dir))
     chosen = rv.committed_jobs(results_dir, tables, names)
     if names:
         missing = sorted(set(names) - {c.name for c in chosen})
@@ -271,6 +272,7 @@ def verify(
             "sample_seed": sample_seed if sample_n is not None else None,
         },
         "tolerance": {"rtol": rtol, "atol": atol},
+        "committed_total": committed_total,
     }
     return VerifyResult(rows, changes, sorted(failed), time.perf_counter() - t0, info)
 
@@ -300,6 +302,18 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def _selection(info: dict) -> str:
+    chosen = info["selection"]
+    parts = []
+    if chosen["tables"]:
+        parts.append(f"tables {', '.join(chosen['tables'])}")
+    if chosen["names"]:
+        parts.append(f"{len(chosen['names'])} jobs named with --only")
+    if chosen["sample"] is not None:
+        parts.append(f"a sample of {chosen['sample']} (seed {chosen['sample_seed']})")
+    return "; ".join(parts) or "every committed job"
+
+
 def render_markdown(result: VerifyResult) -> str:
     """VERIFY.md: the summary, then one line per committed job."""
     info, counts = result.info, result.counts
@@ -314,6 +328,8 @@ def render_markdown(result: VerifyResult) -> str:
         f"Python {info['python']}",
         f"- Committed code versions: {', '.join(versions_then)}",
         f"- Re-run code versions: {', '.join(versions_now) or '–'}",
+        f"- Selection: {_selection(info)}: {len(result.rows)} of the "
+        f"{info['committed_total']} committed finished jobs",
         f"- Jobs: {len(result.rows)}; " + "; ".join(f"{k}: {v}" for k, v in sorted(counts.items())),
         f'- Tolerance for "equal within tolerance": |a − b| ≤ {info["tolerance"]["atol"]:g} + '
         f"{info['tolerance']['rtol']:g}·|a|",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -241,9 +242,12 @@ def platform_of(record: dict) -> dict:
     if "torch" not in source:
         source = record.get("environment") or {}
     numerics = source.get("numerics") or {}
+    device = source.get("device")
+    if isinstance(device, str):  # "1 threads" (older records) and "1 thread" are one device
+        device = re.sub(r"\b1 threads\b", "1 thread", device)
     return {
         "torch": source.get("torch"),
-        "device": source.get("device"),
+        "device": device,
         "tf32": bool(numerics.get("matmul_allow_tf32") or numerics.get("cudnn_allow_tf32")),
     }
 
