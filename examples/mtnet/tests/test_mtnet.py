@@ -184,6 +184,60 @@ def test_inner_loop_changes_only_masked_units_never_t_or_the_logits():
     assert n_adapted > 0 and n_kept > 0
 
 
+def test_with_t_the_identity_and_every_unit_adapted_mt_net_is_maml():
+    """No T (the identity, as at the start) and masks saturated at 1: MAML's meta-loss and
+    θ0 meta-gradient, to rounding (the straight-through mask is 1 up to an ulp)."""
+    maml, _ = cell_model("maml", seed=6, dtype=torch.float64, meta_step="autograd")
+    model, _ = cell_model("mtnet", seed=6, dtype=torch.float64)
+    model.train()
+    with torch.no_grad():
+        for mine, theirs in zip(model.weights, maml.theta0):
+            mine.normal_(0, 0.5)
+            theirs.copy_(mine)
+        for z in model.mask_logits:
+            z.fill_(60.0)  # adapted whatever the Gumbel noise (P(not) = sigmoid(-60))
+    for m in (model, maml):
+        m.inner_lr = 0.05
+    batch = regression_batch(5, 5, 10, seed=7, dtype=torch.float64)
+    loss, _ = model.meta_loss(batch, 3)
+    expected, _ = maml.meta_loss(batch, 3)
+    torch.testing.assert_close(loss, expected, rtol=1e-10, atol=0)
+    ours = torch.autograd.grad(loss, list(model.weights))
+    theirs = torch.autograd.grad(expected, list(maml.theta0))
+    for got, want in zip(ours, theirs):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_t_is_a_learned_step_size_scaling_t_by_c_scales_the_inner_step_by_c_squared():
+    """T_ℓ → c·T_ℓ with W_ℓ, b_ℓ → W_ℓ/c, b_ℓ/c computes the same function, but one inner step
+    then changes the layer's output c² times as much (∇W picks up a factor c, and the step
+    is mapped through c·T again): the meta-learner can raise the effective inner learning
+    rate through T alone. Shown on the output layer (adapted alone), where it is exact. This
+    is how MT-Net's training reaches the inner loop's stability limit at the protocol's
+    α = 0.001 (README, "Why the quick-budget MT-Net adapts slowly")."""
+    c = 3.0
+    model = _model(7)
+    model.eval()
+    with torch.no_grad():
+        model.mask_logits[0].fill_(-60.0)  # layers 1 and 2 never adapted
+        model.mask_logits[1].fill_(-60.0)
+        model.mask_logits[2].fill_(60.0)  # the output unit always adapted
+    batch = regression_batch(4, 5, 10, seed=8, dtype=torch.float64)
+    steps = {}
+    for scale in (1.0, c):
+        with torch.no_grad():
+            model.transforms[2].mul_(scale)
+            model.weights[4].div_(scale)
+            model.weights[5].div_(scale)
+        (p0, ctx), (p1, _) = list(model.evaluation_steps(batch, 1))
+        with torch.no_grad():
+            before = model.predict(p0, batch.x_query, ctx)
+            steps[scale] = (before, model.predict(p1, batch.x_query, ctx) - before)
+    torch.testing.assert_close(steps[c][0], steps[1.0][0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(steps[c][1], c**2 * steps[1.0][1], rtol=1e-10, atol=1e-14)
+    assert steps[1.0][1].abs().max() > 1e-3  # a real step, not a vanishing one
+
+
 def test_masks_follow_the_logits():
     model = _model(4)
     model.train()
