@@ -283,3 +283,162 @@ def test_bmaml_joins_t1_at_the_smoke_budget(tmp_path, capsys):
     markdown = (out / "T1-extended.md").read_text()
     assert "| BMAML" in markdown and "2.016" in markdown
     assert "Yao et al., ICML 2019" in markdown  # the declared source, in the notes
+
+
+# --- the fast pieces against their plain formulations (float64) ------------------------------
+
+
+def _random_particles(model, n_tasks, seed):
+    """Per-task particles [T, M, ...] (each task's its own), and support-loss gradients."""
+    generator = torch.Generator().manual_seed(seed)
+    params = tuple(
+        (
+            p.detach() + 0.1 * torch.randn(n_tasks, *p.shape, generator=generator, dtype=p.dtype)
+        ).requires_grad_(True)
+        for p in model.particles
+    )
+    grads = tuple(
+        torch.randn(p.shape, generator=generator, dtype=p.dtype).requires_grad_(True)
+        for p in params
+    )
+    return params, grads
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"particles": 4},
+        {"particles": 3},  # M² odd: the median one value
+        {"particles": 10, "repulsion": 0.5, "log_lr_scale": 0.5},  # one α per coordinate
+    ],
+)
+@pytest.mark.parametrize("score_differentiated", [True, False])
+def test_svgd_step_and_its_derivative_equal_autograd_of_svgd_direction(
+    settings, score_differentiated
+):
+    """``BMAML.inner_update`` (``_SVGDStep``, its derivative written out) against
+    ``svgd_update`` (``svgd_direction`` differentiated by autograd): the stepped particles,
+    and the derivatives of a random linear function of them with respect to the particles
+    and to the support-loss gradients."""
+    from hsmlbench_bmaml import svgd_update
+
+    model = _model(5, **settings)
+    params, grads = _random_particles(model, 3, seed=7)
+    if not score_differentiated:  # a first-order step: the gradients carry no graph
+        grads = tuple(g.detach() for g in grads)
+    lrs = (model.inner_lr,) * N_TENSORS
+    ctx = model.task_context(regression_batch(3, 5, 10, seed=1, dtype=torch.float64))
+    ours = model.inner_update(params, grads, lrs, ctx)
+    theirs = svgd_update(params, grads, lrs, model.settings)
+    generator = torch.Generator().manual_seed(8)
+    weights = [torch.randn(t.shape, generator=generator, dtype=t.dtype) for t in theirs]
+    inputs = [*params, *grads] if score_differentiated else list(params)
+    d_ours = torch.autograd.grad(sum((w * t).sum() for w, t in zip(weights, ours)), inputs)
+    d_theirs = torch.autograd.grad(sum((w * t).sum() for w, t in zip(weights, theirs)), inputs)
+    for k, (got, want) in enumerate(zip(ours, theirs)):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14, msg=f"tensor {k}")
+    for k, (got, want) in enumerate(zip(d_ours, d_theirs)):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-13, msg=f"derivative {k}")
+        assert want.abs().sum() > 0
+
+
+def _plain_log_posterior(s, params, x, y):
+    """The log-posterior as first written: the particles' networks by 4-D matmuls, the squared
+    errors and weights by pow and sum, each term on its own."""
+    weights, log_lambda, log_gamma = params[:6], params[6], params[7]
+    n_tasks, n_particles = params[0].shape[:2]
+    h = x.unsqueeze(1).expand(n_tasks, n_particles, *x.shape[1:])
+    for layer in range(3):
+        h = torch.matmul(h, weights[2 * layer]) + weights[2 * layer + 1].unsqueeze(-2)
+        if layer < 2:
+            h = torch.relu(h)
+    sq_error = (h - y.unsqueeze(1)).pow(2).flatten(2).sum(2)
+    log_likelihood = 0.5 * h.shape[2] * log_gamma - 0.5 * log_gamma.exp() * sq_error
+    sq_weights = sum(w.pow(2).flatten(2).sum(2) for w in weights)
+    n_weights = sum(w[0, 0].numel() for w in weights)
+    log_prior_w = 0.5 * n_weights * log_lambda - 0.5 * log_lambda.exp() * sq_weights
+    log_prior_gamma = s.a_gamma * log_gamma - s.b_gamma * log_gamma.exp()
+    log_prior_lambda = s.a_lambda * log_lambda - s.b_lambda * log_lambda.exp()
+    return log_likelihood + log_prior_w + log_prior_gamma + log_prior_lambda
+
+
+def test_log_posterior_and_two_derivatives_equal_the_plain_formula():
+    """The value, the gradient (the inner step's score) and a derivative of the gradient (what
+    the second-order meta-gradient differentiates) of ``log_posterior``, whose networks and
+    squared norms are custom autograd Functions, against the plain formula."""
+    model = _model(6, particles=5)
+    params, _ = _random_particles(model, 3, seed=9)
+    batch = regression_batch(3, 5, 10, seed=10, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(11)
+    results = []
+    for log_posterior in (
+        lambda p: model.log_posterior(p, batch.x_support, batch.y_support),
+        lambda p: _plain_log_posterior(model.settings, p, batch.x_support, batch.y_support),
+    ):
+        value = log_posterior(params)
+        grads = torch.autograd.grad(value.sum(), params, create_graph=True)
+        generator.manual_seed(11)
+        weights = [torch.randn(g.shape, generator=generator, dtype=g.dtype) for g in grads]
+        second = torch.autograd.grad(sum((w * g).sum() for w, g in zip(weights, grads)), params)
+        results.append((value, grads, second))
+    (value, grads, second), (value0, grads0, second0) = results
+    torch.testing.assert_close(value, value0, rtol=1e-12, atol=0)
+    for k in range(N_TENSORS):
+        torch.testing.assert_close(grads[k], grads0[k], rtol=1e-12, atol=1e-12, msg=f"grad {k}")
+        torch.testing.assert_close(second[k], second0[k], rtol=1e-10, atol=1e-12, msg=f"2nd {k}")
+    # and the prediction alone (no squared norms), as ``predict`` uses it
+    n_tasks, n_particles = params[0].shape[:2]
+    h = batch.x_query.unsqueeze(1).expand(n_tasks, n_particles, 10, 1)
+    for layer in range(3):
+        h = torch.matmul(h, params[2 * layer]) + params[2 * layer + 1].unsqueeze(-2)
+        h = torch.relu(h) if layer < 2 else h
+    torch.testing.assert_close(model.particle_predictions(params, batch.x_query), h)
+
+
+def test_custom_functions_pass_gradcheck_and_gradgradcheck():
+    from hsmlbench_bmaml import _HalfSumOfSquares, _LinearAndHalfSquare
+
+    generator = torch.Generator().manual_seed(12)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=generator, dtype=torch.float64, requires_grad=True)
+
+    linear = (rand(4, 3, 5), rand(4, 5, 6), rand(4, 6))
+    assert torch.autograd.gradcheck(_LinearAndHalfSquare.apply, linear)
+    assert torch.autograd.gradgradcheck(_LinearAndHalfSquare.apply, linear)
+    squares = (rand(2, 3, 4, 5), rand(2, 3, 5), rand(2, 3, 1))
+    assert torch.autograd.gradcheck(_HalfSumOfSquares.apply, squares)
+    assert torch.autograd.gradgradcheck(_HalfSumOfSquares.apply, squares)
+
+
+@pytest.mark.parametrize("particles", [3, 4, 10])
+def test_median_bandwidth_is_the_median_of_the_sorted_distances(particles):
+    """kthvalue/median selection against the definition: the middle value of the sorted M²
+    entries, or the mean of the two middle ones (ties included)."""
+    from hsmlbench_bmaml import median_bandwidth
+
+    generator = torch.Generator().manual_seed(particles)
+    sq = torch.randint(0, 5, (6, particles, particles), generator=generator).double()
+    sq = sq + sq.transpose(1, 2)
+    got = median_bandwidth(sq)
+    for t in range(sq.shape[0]):
+        values = sorted(sq[t].flatten().tolist())
+        n = len(values)
+        middle = values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+        middle = middle if middle > 0 else 1.0
+        assert got[t].item() == middle / math.log(particles)
+
+
+def test_meta_gradient_with_other_settings_equals_the_per_task_loop():
+    """repulsion, log_lr_scale (the log-precisions' step its own α) and leader_steps other
+    than their defaults, through the whole chaser meta-loss."""
+    model = _model(7, repulsion=0.5, log_lr_scale=0.5, leader_steps=2)
+    batch = regression_batch(3, 5, 10, seed=13, dtype=torch.float64)
+    loss, _ = model.meta_loss(batch, 2)
+    expected, _, _ = reference(model, batch, 2)
+    torch.testing.assert_close(loss, expected, rtol=1e-12, atol=0)
+    params = list(model.particles)
+    for k, (got, want) in enumerate(
+        zip(torch.autograd.grad(loss, params), torch.autograd.grad(expected, params))
+    ):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-13, msg=f"tensor {k}")
