@@ -144,3 +144,26 @@ def test_bit_identity_is_expected_only_on_the_same_torch_and_cpu():
     assert rv.bit_identity_expected(legacy, cpu)[0]
     expected, why = rv.bit_identity_expected(gpu, gpu)
     assert not expected and "a GPU (NVIDIA H200)" in why
+
+
+def test_replace_copies_the_reruns_after_the_comparison_and_renders_the_tables(
+    smoke_results, tmp_path
+):
+    results = tmp_path / "results"
+    shutil.copytree(smoke_results / "results", results)
+    (results / "T1.md").unlink()
+    assert _verify(results, tmp_path / "work", "--replace") == 0
+    for rerun in sorted((tmp_path / "work" / "runs" / "T1").glob("*.json")):
+        assert (results / "runs" / "T1" / rerun.name).read_bytes() == rerun.read_bytes()
+    assert (results / "T1.md").exists() and (results / "VERIFY.md").exists()
+
+
+def test_replace_is_refused_when_a_verdict_would_change(smoke_results, tmp_path, capsys):
+    results = tmp_path / "results"
+    shutil.copytree(smoke_results / "results", results)
+    altered = results / "runs" / "T1" / "T1-hsml-5-shot-seed0-smoke.json"
+    _alter_one_number(altered, 1e4)
+    before = altered.read_bytes()
+    assert _verify(results, tmp_path / "work", "--replace") == EXIT_UNVERIFIED
+    assert altered.read_bytes() == before
+    assert "--replace refused" in capsys.readouterr().err
