@@ -92,8 +92,9 @@ def job_from_record(record: dict) -> tuple[Job | None, str | None]:
             overrides = tuple(
                 sorted((k, v) for k, v in stored_settings.items() if defaults.get(k) != v)
             )
-        job = Job(record["table"], method, record["setting"], record["seed"], record["budget"])
-        job = Job(job.table, job.method, job.setting, job.seed, job.budget, overrides)
+        job = Job(
+            record["table"], method, record["setting"], record["seed"], record["budget"], overrides
+        )
         rebuilt = job.config
     except (KeyError, ValueError) as error:
         return None, f"this code cannot build its job: {error.args[0] if error.args else error}"
