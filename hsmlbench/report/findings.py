@@ -1,9 +1,12 @@
-"""``FINDINGS.md``: what does not reproduce, and what the ablations say about why.
+"""``FINDINGS.md``: what does not reproduce, what the ablations say about why, and how the
+paper's other baselines fare.
 
-Rendered from the table JSON files (``T1.json``, ``T2.json``, ``ablations.json``) like the
-tables themselves: every sentence carries the number it rests on, and each hypothesis's
-reading ("consistent with it", "against it", "not settled") follows from the direction it
-predicts and the effect measured, by the rule written on the page.
+Rendered from the table JSON files (``T1.json``, ``T2.json``, ``ablations.json``,
+``T1-extended.json``) like the tables themselves: every sentence carries the number it rests
+on, and each hypothesis's reading ("consistent with it", "against it", "not settled") follows
+from the direction it predicts and the effect measured, by the rule written on the page. The
+added methods of ``T1-extended`` (plug-ins) get their cells and their standing against the
+paper's methods.
 """
 
 from __future__ import annotations
@@ -232,6 +235,77 @@ def _hsml_against_variants(ablations: dict) -> list[str]:
     return lines
 
 
+EXTENDED_INTRO = (
+    "Methods the HSML paper also compares with on this benchmark, beyond its poster, run as "
+    "plug-ins on T1's tasks, seeds and test tasks (`T1-extended.md`). Their published values "
+    "are secondary (not on the poster; their sources are in that page's notes) and they are in "
+    "none of the paper's claims. 'Beats' and 'trails' are the added comparisons' verdicts "
+    "('added method better than paper method' supported or contradicted by the rule of T1's "
+    "claims, each added method its own Holm family); anything else is 'no clear difference'."
+)
+
+
+def _standing(comparison: dict) -> str:
+    """How an added method stands against one paper method, from "added better than it"."""
+    verdict = comparison["verdict"]
+    if verdict.startswith("supported"):
+        return "beats"
+    if verdict.startswith("contradicted"):
+        return "trails"
+    return "no clear difference from"
+
+
+def _extended_lines(extended: dict, summary: dict) -> list[str]:
+    """Each added method's cells against their published values and the paper's methods."""
+    cells = {(c["method"], c["setting"]): c for c in summary["cells"]}
+    diverged = extended.get("diverged", [])
+    settings = list(dict.fromkeys(c["setting"] for c in summary["cells"])) or ["5-shot"]
+    settings += sorted({d["setting"] for d in diverged} - set(settings))
+    lines = [EXTENDED_INTRO]
+    for method, info in extended.get("extra_methods", {}).items():
+        lines += ["", f"### {info.get('label', method)}", ""]
+        for setting in settings:
+            lost = _diverged_text([d for d in diverged if d["setting"] == setting], method)
+            cell = cells.get((method, setting))
+            if cell is None:
+                lines.append(
+                    f"- {setting}: every seed run diverged ({lost}); no result"
+                    if lost
+                    else f"- {setting}: not run yet"
+                )
+                continue
+            published = cell.get("published")
+            against = (
+                f"against published {published:.3f} ± {cell.get('published_ci95') or 0:.3f}"
+                + (" (secondary)" if cell.get("published_secondary") else "")
+                + f": {cell['verdict']}, p = {cell['agreement_p']:.2g}"
+                if published is not None
+                else "(no published value)"
+            )
+            standings: dict[str, list[str]] = {}
+            for c in summary["comparisons"]:
+                if c["family"] == method and c["setting"] == setting:
+                    standings.setdefault(_standing(c), []).append(
+                        f"{_label(c['worse'])} ({c['mean_difference']:+.3f}, seeds × tasks "
+                        f"{_interval(c.get('crossed_interval'), c.get('n_seeds'))})"
+                    )
+            versus = "; ".join(
+                f"{standing} {', '.join(names)}"
+                for standing in ("beats", "trails", "no clear difference from")
+                if (names := standings.get(standing))
+            )
+            lines.append(
+                f"- {setting}: ours {cell['mean']:.3f} over {len(cell['seeds'])} seed"
+                f"{'s' if len(cell['seeds']) != 1 else ''} (seeds × tasks "
+                f"{_interval(cell.get('crossed_interval'), [len(cell['seeds'])])}"
+                + (f"; {lost}, not in the mean" if lost else "")
+                + f") {against}. Against the paper's methods (ours − theirs): "
+                + (versus or "no comparison")
+                + "."
+            )
+    return lines
+
+
 def render_findings(out_dir: Path, summaries: dict[str, dict] | None = None) -> str | None:
     """The findings page from the table JSON files under ``out_dir`` (None: no T1 yet).
 
@@ -248,7 +322,11 @@ def render_findings(out_dir: Path, summaries: dict[str, dict] | None = None) -> 
     t1 = _load(out_dir, "T1")
     if t1 is None:
         return None
-    sources = [name for name in ("T1", "T2", "ablations") if _load(out_dir, name) is not None]
+    sources = [
+        name
+        for name in ("T1", "T2", "ablations", "T1-extended")
+        if _load(out_dir, name) is not None
+    ]
     budget = t1["budget"]["name"]
     lines = [
         "# Findings: what does not reproduce, and what the ablations say",
@@ -279,6 +357,10 @@ def render_findings(out_dir: Path, summaries: dict[str, dict] | None = None) -> 
     else:
         lines += [READING_RULE]
         lines += _ablation_lines(ablations, summary_of("ablations", ablations))
+    extended = _load(out_dir, "T1-extended")
+    if extended is not None and extended.get("extra_methods"):
+        lines += ["", "## The paper's other regression baselines", ""]
+        lines += _extended_lines(extended, summary_of("T1-extended", extended))
     return "\n".join(lines) + "\n"
 
 
