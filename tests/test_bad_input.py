@@ -238,6 +238,10 @@ def test_reproduce_of_T3_without_a_data_root_is_one_line_about_the_root(
     assert "--data-root PATH or set HSMLBENCH_DATA=PATH" in err
     assert "Bird" not in err and "Fungi" not in err  # one problem, not one per dataset
     assert (out / "T3.md").exists() and not work.exists()  # the table says "not run"
+    from hsmlbench.run.versioning import code_version
+
+    header = (out / "T3.md").read_text()
+    assert f"no row; recorded by code version {code_version('images')} (commit " in header
 
 
 def test_train_of_T3_with_a_missing_data_root_is_one_line_about_the_root(tmp_path, capsys):

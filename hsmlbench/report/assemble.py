@@ -169,7 +169,11 @@ def _environment(raw: dict) -> dict:
     """Where the table's last row ran, as its header names it."""
     started = raw.get("provenance", {})
     keys = ("commit", "torch", "python", "device", "host")
-    return {k: started.get(k) for k in keys} | {"date": (started.get("started") or "")[:10]}
+    return (
+        {k: started.get(k) for k in keys}
+        | {"date": (started.get("started") or "")[:10]}
+        | ({"code_version": raw["code_version"]} if raw.get("code_version") else {})
+    )
 
 
 def _where_diverged(raw: dict) -> str:

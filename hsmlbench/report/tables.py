@@ -407,8 +407,10 @@ def provenance_line(data: dict) -> str:
         versions.setdefault(version, set()).add(row.get("commit") or "?")
         counts[version] = counts.get(version, 0) + 1
         modified += bool(row.get("job_code_modified"))
-    if not versions:
+    if not versions:  # no row ran: the code that recorded why
         env = data.get("environment", {})
+        if env.get("code_version"):
+            return f"no row; recorded by code version {env['code_version']} (commit {env.get('commit', '?')})"
         return f"commit {env.get('commit', '?')}"
     parts = [
         f"code version {v} (commit {', '.join(sorted(c))}; {counts[v]} rows)"
