@@ -3,8 +3,8 @@ only, and version-1 files read as legacy without being rewritten."""
 
 from __future__ import annotations
 
+import gzip
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,9 @@ from hsmlbench.results.schema import (
 from hsmlbench.results.store import load_raw, raw_files, read_raw
 from hsmlbench.run.jobs import Job, raw_path
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+# Two version-1 records as committed until the verified re-run of 2026-12-05 replaced them
+# (code version 0.1.0+b803c9e11742): a finished MAML row and a diverged Meta-SGD one.
+LEGACY_V1 = Path(__file__).parent / "data" / "legacy_v1"
 DERIVED = {"mean", "ci95", "n_tasks", "per_family_mean", "mean_assignments_by_family"}
 
 
@@ -119,8 +121,10 @@ def test_record_problem_accepts_the_builders_records(grid_and_evaluate):
         assert record_problem(raw) is None
 
 
-def test_committed_version_1_records_are_read_as_legacy_and_never_rewritten(tmp_path):
-    shutil.copytree(RESULTS / "runs" / "T1", tmp_path / "runs" / "T1")
+def test_version_1_records_are_read_as_legacy_and_never_rewritten(tmp_path):
+    (tmp_path / "runs" / "T1").mkdir(parents=True)
+    for packed in LEGACY_V1.glob("*.json.gz"):
+        (tmp_path / "runs" / "T1" / packed.stem).write_bytes(gzip.decompress(packed.read_bytes()))
     before = {p.name: p.read_bytes() for p in (tmp_path / "runs" / "T1").iterdir()}
     raws = raw_files(tmp_path, "T1", "paper")
     assert len(raws) == len(before) > 0

@@ -20,7 +20,15 @@ def test_a_signal_to_the_main_process_stops_the_pool_at_once(tmp_path, signum, c
     argv += ["--out", str(tmp_path / "out")]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     with log.open("w") as stream:
-        process = subprocess.Popen(argv, stdout=stream, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(
+            argv,
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            env=env,
+            # as from a terminal: a test run started in the background inherits SIGINT
+            # ignored, and hsmlbench then keeps ignoring Ctrl-C on purpose
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
     deadline = time.monotonic() + 120
     while log.read_text().count("] started ") < 2:  # both workers are inside a job
         assert process.poll() is None and time.monotonic() < deadline, log.read_text()
