@@ -138,3 +138,21 @@ def test_without_added_methods_there_is_no_section(tables, tmp_path):
     t1, _, _ = tables
     (tmp_path / "T1.json").write_text(json.dumps(t1))
     assert "other regression baselines" not in render_findings(tmp_path)
+
+
+def test_a_single_seed_is_said_to_rest_on_the_test_tasks_alone(tables, tmp_path):
+    t1, extended, _ = tables
+    single = [
+        r | {"method": "lowest", "per_task": [v * 3 for v in r["per_task"]]}
+        for r in t1["rows"]
+        if r["method"] == "maml" and r["seed"] == 0
+    ]
+    extended = extended | {"rows": t1["rows"] + single, "diverged": []}
+    (tmp_path / "T1.json").write_text(json.dumps(t1))
+    (tmp_path / "T1-extended.json").write_text(json.dumps(extended))
+    section = render_findings(tmp_path).split("### Lowest")[1].split("###")[0]
+    line = next(x for x in section.splitlines() if x.startswith("- 5-shot:"))
+    mean = np.mean(single[0]["per_task"])
+    assert line.startswith(f"- 5-shot: ours {mean:.3f} over 1 seed (no interval over seeds)")
+    assert "trails MAML (+" in line and "one seed: on the test tasks only)" in line
+    assert "seeds × tasks" not in line

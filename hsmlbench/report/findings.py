@@ -285,19 +285,28 @@ def _extended_lines(extended: dict, summary: dict) -> list[str]:
             standings: dict[str, list[str]] = {}
             for c in summary["comparisons"]:
                 if c["family"] == method and c["setting"] == setting:
+                    interval = _interval(c.get("crossed_interval"), c.get("n_seeds"))
                     standings.setdefault(_standing(c), []).append(
-                        f"{_label(c['worse'])} ({c['mean_difference']:+.3f}, seeds × tasks "
-                        f"{_interval(c.get('crossed_interval'), c.get('n_seeds'))})"
+                        f"{_label(c['worse'])} ({c['mean_difference']:+.3f}, "
+                        + (
+                            f"seeds × tasks {interval})"
+                            if interval != "—"
+                            else "one seed: on the test tasks only)"
+                        )
                     )
             versus = "; ".join(
                 f"{standing} {', '.join(names)}"
                 for standing in ("beats", "trails", "no clear difference from")
                 if (names := standings.get(standing))
             )
+            interval = _interval(cell.get("crossed_interval"), [len(cell["seeds"])])
             lines.append(
                 f"- {setting}: ours {cell['mean']:.3f} over {len(cell['seeds'])} seed"
-                f"{'s' if len(cell['seeds']) != 1 else ''} (seeds × tasks "
-                f"{_interval(cell.get('crossed_interval'), [len(cell['seeds'])])}"
+                + (
+                    f"s (seeds × tasks {interval}"
+                    if len(cell["seeds"]) > 1
+                    else " (no interval over seeds"
+                )
                 + (f"; {lost}, not in the mean" if lost else "")
                 + f") {against}. Against the paper's methods (ours − theirs): "
                 + (versus or "no comparison")
