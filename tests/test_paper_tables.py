@@ -320,3 +320,13 @@ def test_the_paper_table_does_not_change_the_json_it_reads():
     render_paper_markdown(data)
     render_paper_latex(data)
     assert data == before
+
+
+def test_the_cell_figure_names_a_cell_with_fewer_seeds():
+    from hsmlbench.report.verdict_figures import cell_label
+
+    labels = {"mtnet": "MT-Net"}
+    assert cell_label({"method": "mtnet", "seeds": [1]}, labels, 5) == "MT-Net (1 seed)"
+    assert cell_label({"method": "mtnet", "seeds": [0, 2, 4]}, labels, 5) == "MT-Net (3 seeds)"
+    assert cell_label({"method": "mtnet", "seeds": [0, 1, 2, 3, 4]}, labels, 5) == "MT-Net"
+    assert cell_label({"method": "new", "seeds": [0]}, labels, 1) == "new"

@@ -65,6 +65,15 @@ def _subtitle(data: dict) -> str:
     )
 
 
+def cell_label(cell: dict, labels: dict[str, str], most_seeds: int) -> str:
+    """A cell's method, with its number of seeds where it has fewer than the table's fullest
+    cell (diverged runs, a plug-in run with fewer seeds): its interval is then narrower in
+    what it covers, and with one seed it is the test-task interval alone."""
+    name = labels.get(cell["method"], cell["method"])
+    n = len(cell["seeds"])
+    return name if n >= most_seeds else f"{name} ({n} seed{'s' if n != 1 else ''})"
+
+
 def plot_cells(data: dict, summary: dict, path: Path) -> list[Path]:
     """The forest plot of every cell, one panel per setting (each on its own scale)."""
     plt = _pyplot()
@@ -82,6 +91,7 @@ def plot_cells(data: dict, summary: dict, path: Path) -> list[Path]:
     )
     metric = data.get("metric", "MSE")
     lower = data.get("lower_is_better", True)
+    most_seeds = max(len(c["seeds"]) for c in cells)
     for ax, setting, group in zip(axes[:, 0], settings, per):
         for i, cell in enumerate(group):
             y = len(group) - 1 - i
@@ -104,7 +114,14 @@ def plot_cells(data: dict, summary: dict, path: Path) -> list[Path]:
                 low_high = [cell["mean"] - cell["ci95"], cell["mean"] + cell["ci95"]]
             colour = AGREEMENT_COLOURS.get(cell.get("verdict"), "tab:blue")
             ax.plot(low_high, [y - 0.1] * 2, color=colour, lw=2.5, solid_capstyle="butt")
-            ax.plot(cell["mean"], y - 0.1, "o", color=colour, ms=7, label="ours, seeds × tasks 95%")
+            ax.plot(
+                cell["mean"],
+                y - 0.1,
+                "o",
+                color=colour,
+                ms=7,
+                label="ours, seeds × tasks 95% (one seed: tasks)",
+            )
             ax.plot(
                 cell["seed_means"],
                 [y - 0.3] * len(cell["seed_means"]),
@@ -127,7 +144,7 @@ def plot_cells(data: dict, summary: dict, path: Path) -> list[Path]:
                     color=colour,
                 )
         ax.set_yticks(
-            range(len(group)), [labels.get(c["method"], c["method"]) for c in reversed(group)]
+            range(len(group)), [cell_label(c, labels, most_seeds) for c in reversed(group)]
         )
         ax.set_ylim(-0.7, len(group) - 0.3)
         ax.set_title(setting, fontsize=10, loc="left")
